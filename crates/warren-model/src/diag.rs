@@ -1,0 +1,144 @@
+//! Diagnostics: what is wrong, where (file, line, column), and a hint.
+
+use std::fmt;
+
+/// A 1-based position in a source file. `line == 0` means "unknown".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Pos {
+    pub const UNKNOWN: Pos = Pos { line: 0, column: 0 };
+    pub fn new(line: u32, column: u32) -> Self {
+        Pos { line, column }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about the desired state. Errors make the input compile to nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Stable, documented identifier (see docs/lints.md), e.g. `forward-overlap`.
+    pub code: &'static str,
+    pub file: String,
+    pub pos: Pos,
+    pub message: String,
+    /// Related places (e.g. the other side of an overlap), rendered as notes.
+    pub notes: Vec<String>,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            file: String::new(),
+            pos,
+            message: message.into(),
+            notes: Vec::new(),
+            hint: None,
+        }
+    }
+    pub fn warning(code: &'static str, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, pos, message)
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+    /// A note pointing at another place in the same file.
+    pub fn note_at(mut self, what: &str, pos: Pos) -> Self {
+        self.notes
+            .push(format!("{what} at line {}, column {}", pos.line, pos.column));
+        self
+    }
+    pub fn in_file(mut self, file: &str) -> Self {
+        self.file = file.to_string();
+        self
+    }
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    /// Renders as `file:line:col: error[code]: message`, then `  note:` and
+    /// `  hint:` lines. This exact text is what the lint tests assert.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let file = if self.file.is_empty() {
+            "<input>"
+        } else {
+            &self.file
+        };
+        if self.pos.line > 0 {
+            write!(f, "{file}:{}:{}: ", self.pos.line, self.pos.column)?;
+        } else {
+            write!(f, "{file}: ")?;
+        }
+        write!(f, "{sev}[{}]: {}", self.code, self.message)?;
+        for n in &self.notes {
+            write!(f, "\n  note: {n}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every diagnostic, sorted by position so output is stable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+    pub fn sorted(mut self) -> Self {
+        self.0
+            .sort_by(|a, b| (&a.file, a.pos, a.code, &a.message).cmp(&(&b.file, b.pos, b.code, &b.message)));
+        self.0.dedup();
+        self
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}

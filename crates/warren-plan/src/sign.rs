@@ -1,0 +1,130 @@
+//! Signed envelopes: what binds a plan to a host, a serial and a commit.
+//!
+//! The controller signs `"warren-plan-v1\0" || canonical(envelope)`; the
+//! envelope carries the sha256 of the canonical plan, so the signature covers
+//! the plan too. Verification is pure: the agent passes in its trusted keys,
+//! its host name and the last serial it applied.
+
+use crate::plan::{Plan, FORMAT};
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+const DOMAIN: &[u8] = b"warren-plan-v1\0";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub format: u32,
+    pub host: String,
+    /// Strictly increasing per host; an agent refuses anything not above the
+    /// last serial it applied (no replay, no rollback to an old plan).
+    pub serial: u64,
+    /// The git commit the plan was compiled from.
+    pub commit: String,
+    pub plan_sha256: String,
+    /// Seconds the agent waits for the controller's confirmation before it
+    /// restores the previous state.
+    pub confirm_secs: u32,
+    /// Unix seconds when the controller signed it (informational; given by the caller).
+    pub issued_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPlan {
+    pub envelope: Envelope,
+    pub plan: Plan,
+    /// base64 ed25519 signature over the domain-separated canonical envelope.
+    pub signature: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("plan format {0} is not supported (this agent knows format {FORMAT})")]
+    Format(u32),
+    #[error("signature is malformed")]
+    MalformedSignature,
+    #[error("signature does not verify against any trusted controller key")]
+    BadSignature,
+    #[error("plan content does not match the signed hash (tampered)")]
+    HashMismatch,
+    #[error("plan is for host {plan:?}, this is {me:?}")]
+    WrongHost { plan: String, me: String },
+    #[error("plan serial {got} is not above the last applied serial {last} (replay or rollback)")]
+    OldSerial { got: u64, last: u64 },
+}
+
+fn message(env: &Envelope) -> Vec<u8> {
+    let mut m = DOMAIN.to_vec();
+    m.extend_from_slice(&crate::canonical(env));
+    m
+}
+
+/// Build and sign the envelope for `plan`.
+pub fn sign(
+    plan: Plan,
+    serial: u64,
+    commit: &str,
+    confirm_secs: u32,
+    issued_at: u64,
+    key: &SigningKey,
+) -> SignedPlan {
+    let envelope = Envelope {
+        format: FORMAT,
+        host: plan.host.clone(),
+        serial,
+        commit: commit.to_string(),
+        plan_sha256: crate::hash_hex(&plan),
+        confirm_secs,
+        issued_at,
+    };
+    let sig = key.sign(&message(&envelope));
+    SignedPlan {
+        envelope,
+        plan,
+        signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+    }
+}
+
+/// Check everything an agent must check before touching anything.
+pub fn verify(
+    sp: &SignedPlan,
+    trusted: &[VerifyingKey],
+    me: &str,
+    last_serial: Option<u64>,
+) -> Result<(), VerifyError> {
+    if sp.envelope.format != FORMAT {
+        return Err(VerifyError::Format(sp.envelope.format));
+    }
+    if sp.plan.format != FORMAT {
+        return Err(VerifyError::Format(sp.plan.format));
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sp.signature.as_bytes())
+        .map_err(|_| VerifyError::MalformedSignature)?;
+    let bytes: [u8; 64] = raw.try_into().map_err(|_| VerifyError::MalformedSignature)?;
+    let sig = Signature::from_bytes(&bytes);
+    let msg = message(&sp.envelope);
+    if !trusted.iter().any(|k| k.verify(&msg, &sig).is_ok()) {
+        return Err(VerifyError::BadSignature);
+    }
+    if crate::hash_hex(&sp.plan) != sp.envelope.plan_sha256 {
+        return Err(VerifyError::HashMismatch);
+    }
+    if sp.envelope.host != me || sp.plan.host != me {
+        return Err(VerifyError::WrongHost {
+            plan: sp.envelope.host.clone(),
+            me: me.to_string(),
+        });
+    }
+    if let Some(last) = last_serial {
+        if sp.envelope.serial <= last {
+            return Err(VerifyError::OldSerial {
+                got: sp.envelope.serial,
+                last,
+            });
+        }
+    }
+    Ok(())
+}
