@@ -28,7 +28,7 @@ fn options() -> serde_saphyr::Options {
     budget.max_nodes = MAX_NODES;
     budget.max_total_scalar_bytes = MAX_BYTES;
     budget.max_merge_keys = 64;
-    budget.max_recorded_anchor_events = MAX_NODES;
+    budget.max_recorded_anchor_events = MAX_NODES / 10;
     budget.max_recorded_anchor_bytes = MAX_BYTES;
     budget.max_inclusion_depth = 0;
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
@@ -54,6 +54,11 @@ pub fn parse_document(text: &str, file: &str) -> Result<Document, Diagnostic> {
         .hint("a warren.yaml is a few kilobytes; is this the right file?")
         .in_file(file));
     }
+    // First a schema-blind pass into a generic value: it walks every node and
+    // expands every alias, so the limits hold wherever a bomb sits, even where
+    // the typed pass would stop early. It costs microseconds on a real file.
+    serde_saphyr::from_str_with_options::<serde_json::Value>(text, options())
+        .map_err(|e| yaml_error(&e).in_file(file))?;
     serde_saphyr::from_str_with_options::<Document>(text, options()).map_err(|e| yaml_error(&e).in_file(file))
 }
 
@@ -70,6 +75,10 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
         })
         .unwrap_or(Pos::UNKNOWN);
     let message = strip_location(&inner.to_string());
+    if let Some(limit) = limit_message(&message) {
+        return Diagnostic::error("yaml-limit", pos, limit)
+            .hint("the file exceeds Warren's limits on size, nesting or aliases (docs/reference.md)");
+    }
     let (code, hint) = match inner {
         E::SerdeUnknownField { .. } => (
             "unknown-key",
@@ -80,14 +89,6 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
             ("bad-value", None)
         }
         E::DuplicateMappingKey { .. } => ("duplicate-key", Some("each key may appear once in a mapping")),
-        E::Budget { .. }
-        | E::AliasReplayCounterOverflow { .. }
-        | E::AliasReplayLimitExceeded { .. }
-        | E::AliasExpansionLimitExceeded { .. }
-        | E::AliasReplayStackDepthExceeded { .. } => (
-            "yaml-limit",
-            Some("the file exceeds Warren's limits on size, nesting or aliases (docs/reference.md)"),
-        ),
         _ => ("yaml-syntax", None),
     };
     let mut d = Diagnostic::error(code, pos, message);
@@ -97,10 +98,43 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
     d
 }
 
+/// serde-saphyr reports a breached budget in its own terms; say it in ours.
+fn limit_message(msg: &str) -> Option<String> {
+    if msg.starts_with("alias expansion limit exceeded") {
+        return Some("an anchor is used by more than 64 aliases".to_string());
+    }
+    if msg.starts_with("recursion limit exceeded") {
+        return Some(format!("nesting is deeper than {MAX_DEPTH} levels"));
+    }
+    let rest = msg.strip_prefix("budget breached: ").or_else(|| {
+        (msg.contains("alias") && (msg.contains("limit") || msg.contains("exceeded"))).then_some(msg)
+    })?;
+    let what = rest.split([' ', '{']).next().unwrap_or(rest);
+    Some(match what {
+        "Depth" => format!("nesting is deeper than {MAX_DEPTH} levels"),
+        "Aliases" | "Anchors" => format!("more than {MAX_ALIASES} aliases or anchors"),
+        "Nodes" | "Events" => format!("more than {MAX_NODES} YAML nodes"),
+        "RecordedAnchorEvents" | "RecordedAnchorBytes" => {
+            format!(
+                "aliases expand to more than {} nodes (an alias bomb?)",
+                MAX_NODES / 10
+            )
+        }
+        "Documents" => "more than one YAML document".to_string(),
+        "TotalScalarBytes" => format!("more than {MAX_BYTES} bytes of text"),
+        _ => format!("YAML limit exceeded ({})", what.trim_end_matches(':')),
+    })
+}
+
 /// serde-saphyr appends " at line L column C"; we print the position ourselves.
 fn strip_location(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg).trim();
-    match first.rfind(" at line ") {
+    let first = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // Advice addressed to programmers using the library, not to our users.
+    match first.find(", set DuplicateKeyPolicy") {
         Some(i) => first[..i].to_string(),
         None => first.to_string(),
     }

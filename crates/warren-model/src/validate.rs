@@ -1060,6 +1060,14 @@ fn run(v: &mut V, doc: &Document) -> Option<Config> {
             false,
         ));
     }
+    // Check targets only against a router whose LANs all resolved; otherwise
+    // the LAN's own error is the one to fix, and targets would only echo it.
+    let lans_ok = router.is_some_and(|r| {
+        doc.hosts
+            .iter()
+            .find(|(n, _)| n.value == r.host.name)
+            .is_some_and(|(_, h)| !h.lans.is_empty() && h.lans.len() == r.host.lans.len())
+    });
     let lan_list: Vec<Lan> = router.map(|r| r.host.lans.clone()).unwrap_or_default();
     for (fname, f) in &doc.forwards {
         check_name(v, "forward", fname);
@@ -1104,7 +1112,7 @@ fn run(v: &mut V, doc: &Document) -> Option<Config> {
             .with_hint(format!("a range keeps its port numbers; write to: {to}"));
             continue;
         }
-        if !lan_list.iter().any(|l| l.subnet().is_usable_host(to)) {
+        if lans_ok && !lan_list.iter().any(|l| l.subnet().is_usable_host(to)) {
             let lans: Vec<String> = lan_list
                 .iter()
                 .map(|l| format!("{} {}", l.name, l.subnet()))
