@@ -10,6 +10,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// An empty key (`forwards:` with nothing under it) means an empty collection.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// The desired state of one Warren site: a cloud gateway, a home router behind
 /// CGNAT, the WAN VPN between them, an optional private VPN nested inside it,
 /// and the port forwards that expose services on the LAN.
@@ -27,7 +36,7 @@ pub struct Document {
     #[serde(default)]
     pub private_vpn: Option<Sp<PrivateVpnDoc>>,
     /// Port forwards, by service name: `minecraft: {port: 25565/tcp, to: 192.168.16.20}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub forwards: BTreeMap<Sp<String>, Sp<ForwardDoc>>,
 }
 
@@ -81,11 +90,11 @@ pub struct HostDoc {
     pub path_mtu: Option<Sp<u64>>,
     /// Gateway only: ports the gateway keeps for itself and never forwards,
     /// such as its SSH port: `[2222/tcp]`. The WAN VPN port is always kept.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub management: Vec<Sp<Text>>,
     /// Router only: the LANs behind it, by name, with the router's address and
     /// prefix on each: `lan: {interface: br-lan, address: 192.168.16.1/24}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub lans: BTreeMap<Sp<String>, Sp<LanDoc>>,
     /// RouterOS router only: the agent host that drives it over SSH.
     #[serde(default)]
@@ -99,7 +108,7 @@ pub struct HostDoc {
     /// Pinned WireGuard public keys of this host's interfaces, by interface
     /// name. Normally agents generate keys and report them; a pinned key that
     /// disagrees with the agent's report is an error.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub wireguard_keys: BTreeMap<Sp<String>, Sp<String>>,
     /// What the agent does when live state drifts from the plan.
     #[serde(default)]
@@ -198,7 +207,7 @@ pub struct PrivateVpnDoc {
     #[serde(default)]
     pub interface: Option<Sp<String>>,
     /// Clients by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub clients: BTreeMap<Sp<String>, Sp<ClientDoc>>,
 }
 

@@ -364,3 +364,12 @@ fn several_errors_are_all_reported_in_order() {
         "{out}"
     );
 }
+
+#[test]
+fn empty_collections_mean_none() {
+    // Deleting the last forward leaves `forwards:` with nothing under it.
+    let text = edit("  minecraft: { port: 25565/tcp, to: 192.168.16.20 }\n", "");
+    let (cfg, d) = load_str(&text, "warren.yaml");
+    assert!(d.is_empty(), "{d}");
+    assert!(cfg.is_some_and(|c| c.forwards.is_empty()));
+}
