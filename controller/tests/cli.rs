@@ -1,5 +1,8 @@
 //! The `warren-controller` command line, run as a user runs it.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,7 +15,11 @@ fn root() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).current_dir(root()).output().expect("run warren-controller")
+    Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run warren-controller")
 }
 
 fn text(b: &[u8]) -> String {
@@ -30,7 +37,10 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn validate_seed_succeeds() {
     let o = run(&["validate", "examples/seed"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(text(&o.stdout), "examples/seed/warren.yaml: valid (2 hosts, 1 forwards, 1 private VPN clients)\n");
+    assert_eq!(
+        text(&o.stdout),
+        "examples/seed/warren.yaml: valid (2 hosts, 1 forwards, 1 private VPN clients)\n"
+    );
 }
 
 #[test]
@@ -62,26 +72,45 @@ fn yaml_bomb_is_refused_under_a_hard_memory_limit() {
     std::fs::write(d.join("warren.yaml"), s).expect("write");
     let o = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -v 262144 && exec {} validate {}", bin(), d.display()))
+        .arg(format!(
+            "ulimit -v 262144 && exec {} validate {}",
+            bin(),
+            d.display()
+        ))
         .output()
         .expect("sh");
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("error[yaml-limit]: aliases expand to more than 10000 nodes"), "{err}");
+    assert!(
+        err.contains("error[yaml-limit]: aliases expand to more than 10000 nodes"),
+        "{err}"
+    );
 }
 
 #[test]
 fn plan_reads_a_git_revision() {
     let d = tmpdir("git");
     let git = |args: &[&str]| {
-        let o = Command::new("git").args(args).current_dir(&d).output().expect("git");
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .expect("git");
         assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
         text(&o.stdout)
     };
     git(&["init", "-q", "-b", "main"]);
     std::fs::copy(root().join("examples/seed/warren.yaml"), d.join("warren.yaml")).expect("copy");
     git(&["add", "warren.yaml"]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "seed"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "seed",
+    ]);
     let head = git(&["rev-parse", "HEAD"]).trim().to_string();
     // Break the work tree; the committed revision still compiles.
     std::fs::write(d.join("warren.yaml"), "version: 1\nnonsense: true\n").expect("write");
@@ -109,14 +138,20 @@ fn plan_json_carries_hashes_that_match_the_plans() {
         assert_eq!(v["hosts"][host]["sha256"], warren_plan::hash_hex(&plan).as_str());
     }
     // Two runs, same bytes.
-    assert_eq!(o.stdout, run(&["plan", "examples/seed", "--format", "json"]).stdout);
+    assert_eq!(
+        o.stdout,
+        run(&["plan", "examples/seed", "--format", "json"]).stdout
+    );
 }
 
 #[test]
 fn unknown_host_and_missing_path_are_usage_errors() {
     let o = run(&["plan", "examples/seed", "--host", "laptop"]);
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(text(&o.stderr), "error: no plan for host \"laptop\"; hosts with plans: gateway, router\n");
+    assert_eq!(
+        text(&o.stderr),
+        "error: no plan for host \"laptop\"; hosts with plans: gateway, router\n"
+    );
     let o = run(&["validate", "does/not/exist"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).starts_with("error: cannot read does/not/exist"));
@@ -128,8 +163,14 @@ fn client_config_is_a_wg_quick_file_with_the_nested_mtu() {
     assert_eq!(o.status.code(), Some(0));
     let s = text(&o.stdout);
     assert!(s.contains("Address = 192.168.17.69/24\nMTU = 1340\n"), "{s}");
-    assert!(s.contains("Endpoint = 203.0.113.10:13131\nAllowedIPs = 192.168.17.1/32, 192.168.16.0/24\n"), "{s}");
-    assert!(s.contains("PrivateKey = <this device's private key>"), "private keys never leave devices");
+    assert!(
+        s.contains("Endpoint = 203.0.113.10:13131\nAllowedIPs = 192.168.17.1/32, 192.168.16.0/24\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("PrivateKey = <this device's private key>"),
+        "private keys never leave devices"
+    );
 }
 
 #[test]

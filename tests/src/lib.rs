@@ -2,6 +2,9 @@
 //! compiling them, and running commands inside throwaway network namespaces.
 //! It owns no product logic and must never touch the host's own namespace.
 
+// Test support fails loudly: a panic here is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +23,14 @@ pub fn examples() -> Vec<(String, PathBuf)> {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.join("warren.yaml").is_file())
-                .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), p))
+                .map(|p| {
+                    (
+                        p.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        p,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -48,8 +58,15 @@ impl Netns {
     pub fn new(tag: &str) -> Netns {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("wt-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let out = Command::new("ip").args(["netns", "add", &name]).output().expect("run ip");
+        let name = format!(
+            "wt-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
         assert!(
             out.status.success(),
             "cannot create network namespace {name} (tests need root and iproute2; run ./test.sh): {}",

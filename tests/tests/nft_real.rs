@@ -3,6 +3,9 @@
 //! string that merely looks right is not enough. Needs root and nftables
 //! (`./test.sh` installs them).
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use warren_plan::Firewall;
 use warren_tests::{compile_example, examples, Netns};
 
@@ -11,7 +14,9 @@ fn compiled_tables_load_into_a_real_kernel() {
     let mut loaded = 0;
     for (name, dir) in examples() {
         for (host, plan) in compile_example(&dir) {
-            let Firewall::Nftables(table) = &plan.firewall else { continue };
+            let Firewall::Nftables(table) = &plan.firewall else {
+                continue;
+            };
             let ns = Netns::new("nft");
             let script = table.render();
             let out = ns.run(&["nft", "-f", "-"], Some(&script));
@@ -39,5 +44,8 @@ fn compiled_tables_load_into_a_real_kernel() {
             loaded += 1;
         }
     }
-    assert!(loaded >= 4, "expected gateway and router tables of at least two examples, loaded {loaded}");
+    assert!(
+        loaded >= 4,
+        "expected gateway and router tables of at least two examples, loaded {loaded}"
+    );
 }

@@ -2,6 +2,9 @@
 //! A change in compiler output shows up here as a diff to review.
 //! Refresh deliberately with `WARREN_BLESS=1 cargo test -p warren-tests --test snapshots`.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 use warren_tests::{compile_example, examples, root};
 
@@ -11,10 +14,18 @@ fn check(path: &Path, got: &str) {
         std::fs::write(path, got).expect("write snapshot");
         return;
     }
-    let want = std::fs::read_to_string(path)
-        .unwrap_or_else(|_| panic!("missing snapshot {}; create it with WARREN_BLESS=1", path.display()));
+    let want = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; create it with WARREN_BLESS=1",
+            path.display()
+        )
+    });
     if want != got {
-        let first = want.lines().zip(got.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        let first = want
+            .lines()
+            .zip(got.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
         panic!(
             "{} differs from the compiler's output (first differing line {}):\n  snapshot: {:?}\n  compiled: {:?}\nreview the change, then refresh with WARREN_BLESS=1",
             path.display(),
@@ -51,12 +62,25 @@ fn seed_plan_has_what_the_blog_post_built_by_hand() {
     let gw = &plans["gateway"];
     let rt = &plans["router"];
     let gw_text = gw.render_text();
-    assert!(gw_text.contains("elements = { 2222 }") && gw_text.contains("elements = { 51820 }"), "{gw_text}");
-    assert!(gw_text.contains("iifname \"enp0s6\" dnat ip to 10.0.18.2"), "{gw_text}");
-    let Firewall::Nftables(t) = &rt.firewall else { panic!("router has nft") };
+    assert!(
+        gw_text.contains("elements = { 2222 }") && gw_text.contains("elements = { 51820 }"),
+        "{gw_text}"
+    );
+    assert!(
+        gw_text.contains("iifname \"enp0s6\" dnat ip to 10.0.18.2"),
+        "{gw_text}"
+    );
+    let Firewall::Nftables(t) = &rt.firewall else {
+        panic!("router has nft")
+    };
     let rules: Vec<_> = t.chains.iter().flat_map(|c| c.rules.iter()).collect();
-    assert!(rules.iter().any(|r| r.matches == [Match::Iif("wg0".into()), Match::CtNew] && r.stmts == [Stmt::CtMarkSet(10)]));
-    assert!(rules.iter().any(|r| r.matches == [Match::NotIif("wg0".into()), Match::CtMark(10)] && r.stmts == [Stmt::MetaMarkSet(10)]));
+    assert!(rules
+        .iter()
+        .any(|r| r.matches == [Match::Iif("wg0".into()), Match::CtNew] && r.stmts == [Stmt::CtMarkSet(10)]));
+    assert!(rules
+        .iter()
+        .any(|r| r.matches == [Match::NotIif("wg0".into()), Match::CtMark(10)]
+            && r.stmts == [Stmt::MetaMarkSet(10)]));
     let fwd = t.maps.iter().find(|m| m.name == "fwd_tcp").expect("tcp map");
     assert_eq!(fwd.elements.len(), 1);
     assert_eq!(fwd.elements[0].1.addr.to_string(), "192.168.16.20");
@@ -64,7 +88,10 @@ fn seed_plan_has_what_the_blog_post_built_by_hand() {
     assert!(rules.iter().any(|r| r.stmts == [Stmt::MssSet(1380)]));
     assert!(rules.iter().any(|r| r.stmts == [Stmt::MssSet(1300)]));
     let rt_text = rt.render_text();
-    assert!(rt_text.contains("456: from all fwmark 0xa lookup 100"), "{rt_text}");
+    assert!(
+        rt_text.contains("456: from all fwmark 0xa lookup 100"),
+        "{rt_text}"
+    );
     assert!(rt_text.contains("456: from 10.0.18.2 lookup 100"), "{rt_text}");
     assert!(rt_text.contains("default dev wg0 table 100"), "{rt_text}");
     let wan = rt.wireguard.iter().find(|i| i.name == "wg0").expect("wg0");
@@ -77,6 +104,12 @@ fn seed_plan_has_what_the_blog_post_built_by_hand() {
     assert_eq!((private.mtu, private.listen_port), (1340, Some(13131)));
     assert_eq!(private.addresses[0].to_string(), "192.168.17.1/24");
     assert_eq!(gw.wireguard[0].listen_port, Some(51820));
-    assert_eq!(gw.wireguard[0].peers[0].allowed_ips[0].to_string(), "10.0.18.2/32");
-    assert_eq!(gw.sysctls.get("net.ipv4.ip_forward").map(String::as_str), Some("1"));
+    assert_eq!(
+        gw.wireguard[0].peers[0].allowed_ips[0].to_string(),
+        "10.0.18.2/32"
+    );
+    assert_eq!(
+        gw.sysctls.get("net.ipv4.ip_forward").map(String::as_str),
+        Some("1")
+    );
 }

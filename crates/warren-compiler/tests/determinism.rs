@@ -1,6 +1,9 @@
 //! Compiling is deterministic, and the order of keys in YAML mappings does
 //! not change any plan hash.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use warren_compiler::{compile, KeyBook};
 
@@ -88,13 +91,29 @@ fn document(nf: usize, nc: usize, forward_all: bool, protos: &[u8]) -> Node {
     let forwards: Vec<(String, Node)> = (0..nf)
         .map(|i| {
             let proto = ["tcp", "udp", "tcp+udp"][usize::from(protos[i % protos.len()] % 3)];
-            let port = if i % 4 == 3 { format!("{}-{}/{proto}", 30000 + i * 10, 30000 + i * 10 + 5) } else { format!("{}/{proto}", 20000 + i) };
-            let to = if i % 3 == 1 && i % 4 != 3 { format!("\"192.168.16.{}:{}\"", 10 + i, 8000 + i) } else { format!("192.168.16.{}", 10 + i) };
+            let port = if i % 4 == 3 {
+                format!("{}-{}/{proto}", 30000 + i * 10, 30000 + i * 10 + 5)
+            } else {
+                format!("{}/{proto}", 20000 + i)
+            };
+            let to = if i % 3 == 1 && i % 4 != 3 {
+                format!("\"192.168.16.{}:{}\"", 10 + i, 8000 + i)
+            } else {
+                format!("192.168.16.{}", 10 + i)
+            };
             (format!("svc{i}"), map(vec![("port", s(port)), ("to", s(to))]))
         })
         .collect();
     let clients: Vec<(String, Node)> = (0..nc)
-        .map(|i| (format!("dev{i}"), map(vec![("address", s(format!("192.168.17.{}", 10 + i))), ("public_key", s(KEYS[i]))])))
+        .map(|i| {
+            (
+                format!("dev{i}"),
+                map(vec![
+                    ("address", s(format!("192.168.17.{}", 10 + i))),
+                    ("public_key", s(KEYS[i])),
+                ]),
+            )
+        })
         .collect();
     let mut top = vec![
         ("version", s(1)),
@@ -117,8 +136,14 @@ fn document(nf: usize, nc: usize, forward_all: bool, protos: &[u8]) -> Node {
                         (
                             "lans",
                             map(vec![
-                                ("lan", map(vec![("interface", s("br0")), ("address", s("192.168.16.1/24"))])),
-                                ("iot", map(vec![("interface", s("br1")), ("address", s("192.168.30.1/24"))])),
+                                (
+                                    "lan",
+                                    map(vec![("interface", s("br0")), ("address", s("192.168.16.1/24"))]),
+                                ),
+                                (
+                                    "iot",
+                                    map(vec![("interface", s("br1")), ("address", s("192.168.30.1/24"))]),
+                                ),
                             ]),
                         ),
                     ]),
@@ -184,9 +209,15 @@ fn a_different_forward_changes_only_the_router_and_gateway_plans_it_touches() {
     let b = hashes(&to_yaml(&document(4, 1, true, &[0])));
     // forward_all: the gateway does not list forwards, so its plan is unchanged.
     assert_eq!(a[0].0, "gw");
-    assert_eq!(a[0].1, b[0].1, "gateway plan must not change when a forward is added under forward_all");
+    assert_eq!(
+        a[0].1, b[0].1,
+        "gateway plan must not change when a forward is added under forward_all"
+    );
     assert_ne!(a[1].1, b[1].1, "router plan must change");
     let c = hashes(&to_yaml(&document(3, 1, false, &[0])));
     let d = hashes(&to_yaml(&document(4, 1, false, &[0])));
-    assert_ne!(c[0].1, d[0].1, "with forward_all: false the gateway lists the ports");
+    assert_ne!(
+        c[0].1, d[0].1,
+        "with forward_all: false the gateway lists the ports"
+    );
 }

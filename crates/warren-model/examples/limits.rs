@@ -2,6 +2,8 @@
 //! much memory the process peaks at. Run with
 //! `cargo run --release -p warren-model --example limits`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Instant;
 
 fn peak_kib() -> u64 {

@@ -44,22 +44,25 @@ fn options() -> serde_saphyr::Options {
 }
 
 /// Parse `text` as a schema v1 document. `file` is used in diagnostics only.
-pub fn parse_document(text: &str, file: &str) -> Result<Document, Diagnostic> {
+pub fn parse_document(text: &str, file: &str) -> Result<Document, Box<Diagnostic>> {
     if text.len() > MAX_BYTES {
-        return Err(Diagnostic::error(
-            "yaml-limit",
-            Pos::UNKNOWN,
-            format!("file is {} bytes; the limit is {MAX_BYTES}", text.len()),
-        )
-        .hint("a warren.yaml is a few kilobytes; is this the right file?")
-        .in_file(file));
+        return Err(Box::new(
+            Diagnostic::error(
+                "yaml-limit",
+                Pos::UNKNOWN,
+                format!("file is {} bytes; the limit is {MAX_BYTES}", text.len()),
+            )
+            .hint("a warren.yaml is a few kilobytes; is this the right file?")
+            .in_file(file),
+        ));
     }
     // First a schema-blind pass into a generic value: it walks every node and
     // expands every alias, so the limits hold wherever a bomb sits, even where
     // the typed pass would stop early. It costs microseconds on a real file.
     serde_saphyr::from_str_with_options::<serde_json::Value>(text, options())
-        .map_err(|e| yaml_error(&e).in_file(file))?;
-    serde_saphyr::from_str_with_options::<Document>(text, options()).map_err(|e| yaml_error(&e).in_file(file))
+        .map_err(|e| Box::new(yaml_error(&e).in_file(file)))?;
+    serde_saphyr::from_str_with_options::<Document>(text, options())
+        .map_err(|e| Box::new(yaml_error(&e).in_file(file)))
 }
 
 fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {

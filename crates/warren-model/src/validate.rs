@@ -69,7 +69,7 @@ pub fn validate(doc: &Document, file: &str) -> (Option<Config>, Diagnostics) {
 pub fn load_str(text: &str, file: &str) -> (Option<Config>, Diagnostics) {
     match crate::load::parse_document(text, file) {
         Ok(doc) => validate(&doc, file),
-        Err(d) => (None, Diagnostics(vec![d])),
+        Err(d) => (None, Diagnostics(vec![*d])),
     }
 }
 

@@ -3,6 +3,9 @@
 //! `cargo run --release -p warren-model --example limits` prints the figures
 //! (time and peak memory per input); here we assert the outcome only.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use warren_model::load_str;
 
 fn first_code(text: &str) -> String {

@@ -3,6 +3,9 @@
 //! Each test starts from BASE (valid), changes one thing, and asserts the
 //! complete rendered diagnostics. Line numbers refer to the edited text.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use warren_model::load_str;
 
 const BASE: &str = "\

@@ -1,5 +1,8 @@
 //! Signed envelopes: every way a plan can be wrong is refused, with its reason.
 
+// Test code: a panic is a failed test with its reason.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use ed25519_dalek::SigningKey;
 use std::collections::BTreeMap;
 use warren_plan::{sign, verify, Drift, Firewall, Plan, Platform, SignedPlan, VerifyError, FORMAT};

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Warren's test command: what a new user runs, and what CI runs (.ci/run).
+# Installs the Debian packages the tests need (as root), then checks
+# formatting and lints, and runs every test, including the ones that load
+# compiled nftables rulesets into a real kernel inside network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")"
+. scripts/deps.sh
+warren_install_deps
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
