@@ -73,6 +73,7 @@ pub enum DriftPolicy {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostDoc {
+    /// What this host is: `gateway`, `router` or `agent`.
     pub role: Sp<Role>,
     /// `linux` (default) or `routeros` (router only).
     #[serde(default)]
@@ -143,7 +144,7 @@ pub struct RouterOsDoc {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDoc {
-    /// `host:port` where the agent listens for the controller. Omit it when the
+    /// `IPv4:port` where the agent listens for the controller. Omit it when the
     /// agent dials the controller instead (a host the controller cannot reach).
     #[serde(default)]
     pub address: Option<Sp<Text>>,

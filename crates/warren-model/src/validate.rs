@@ -791,7 +791,18 @@ fn run(v: &mut V, doc: &Document) -> Option<Config> {
             }
         }
         let pport = port(v, "private_vpn.port", &p.port);
-        let psub = subnet(v, "private_vpn.subnet", &p.subnet);
+        let psub = subnet(v, "private_vpn.subnet", &p.subnet).filter(|s| {
+            if s.len > 30 {
+                v.err(
+                    "subnet-too-small",
+                    p.subnet.at,
+                    format!("private_vpn.subnet {s} has no room for the server and its clients"),
+                )
+                .with_hint("use a /24 or similar, e.g. 192.168.17.0/24");
+                return false;
+            }
+            true
+        });
         let pif = ifname(v, p.interface.as_ref(), "wg1");
         if pif == wan_if {
             let at = p.interface.as_ref().map_or(p.at, |i| i.at);
@@ -900,6 +911,19 @@ fn run(v: &mut V, doc: &Document) -> Option<Config> {
             }
             let routes = match &c.routes {
                 None => psub.into_iter().chain(lan_nets.iter().copied()).collect(),
+                Some(rs) if rs.is_empty() => {
+                    let at = c.routes.as_ref().map_or(c.at, |_| c.at);
+                    v.err(
+                        "unreachable-server",
+                        at,
+                        format!(
+                            "client {:?} has `routes: []`: it would send nothing into the VPN",
+                            cname.value
+                        ),
+                    )
+                    .with_hint("omit `routes` for the default (the VPN subnet and the LANs)");
+                    Vec::new()
+                }
                 Some(rs) => {
                     let mut out = Vec::new();
                     for r in rs {

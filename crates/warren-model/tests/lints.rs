@@ -376,3 +376,23 @@ fn empty_collections_mean_none() {
     assert!(d.is_empty(), "{d}");
     assert!(cfg.is_some_and(|c| c.forwards.is_empty()));
 }
+
+#[test]
+fn empty_client_routes() {
+    let text = edit(
+        "      public_key: m1DGJ0bJ2yKrgJrnDmg7cEjp3X0MDn2xAPUPdL9ARxg=\n",
+        "      public_key: m1DGJ0bJ2yKrgJrnDmg7cEjp3X0MDn2xAPUPdL9ARxg=\n      routes: []\n",
+    );
+    check(
+        &text,
+        "warren.yaml:23:7: error[unreachable-server]: client \"phone\" has `routes: []`: it would send nothing into the VPN\n  hint: omit `routes` for the default (the VPN subnet and the LANs)",
+    );
+}
+
+#[test]
+fn private_subnet_without_room_for_clients() {
+    check(
+        &edit("  subnet: 192.168.17.0/24\n", "  subnet: 192.168.17.0/31\n"),
+        "warren.yaml:20:11: error[subnet-too-small]: private_vpn.subnet 192.168.17.0/31 has no room for the server and its clients\n  hint: use a /24 or similar, e.g. 192.168.17.0/24",
+    );
+}
