@@ -55,15 +55,20 @@ impl Diagnostic {
         }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-    pub fn note(mut self, note: impl Into<String>) -> Self {
-        self.notes.push(note.into());
+        self.with_hint(hint);
         self
     }
     /// A note pointing at another place in the same file.
     pub fn note_at(mut self, what: &str, pos: Pos) -> Self {
+        self.with_note_at(what, pos);
+        self
+    }
+    /// In-place forms, for diagnostics already pushed onto a list.
+    pub fn with_hint(&mut self, hint: impl Into<String>) -> &mut Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn with_note_at(&mut self, what: &str, pos: Pos) -> &mut Self {
         self.notes
             .push(format!("{what} at line {}, column {}", pos.line, pos.column));
         self

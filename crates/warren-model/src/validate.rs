@@ -33,22 +33,6 @@ impl V<'_> {
     }
 }
 
-trait Hint {
-    fn with_hint(&mut self, h: impl Into<String>) -> &mut Self;
-    fn with_note_at(&mut self, what: &str, pos: Pos) -> &mut Self;
-}
-impl Hint for Diagnostic {
-    fn with_hint(&mut self, h: impl Into<String>) -> &mut Self {
-        self.hint = Some(h.into());
-        self
-    }
-    fn with_note_at(&mut self, what: &str, pos: Pos) -> &mut Self {
-        self.notes
-            .push(format!("{what} at line {}, column {}", pos.line, pos.column));
-        self
-    }
-}
-
 /// Validate a parsed document. Returns the resolved config when there is no
 /// error (warnings may still be present), and every diagnostic found.
 pub fn validate(doc: &Document, file: &str) -> (Option<Config>, Diagnostics) {
