@@ -82,6 +82,10 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
         return Diagnostic::error("yaml-limit", pos, limit)
             .hint("the file exceeds Warren's limits on size, nesting or aliases (docs/reference.md)");
     }
+    if is_type_error(&message) {
+        return Diagnostic::error("bad-value", pos, message)
+            .hint("this key takes another type of value; docs/reference.md gives each key's type");
+    }
     let (code, hint) = match inner {
         E::SerdeUnknownField { .. } => (
             "unknown-key",
@@ -99,6 +103,23 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
         d = d.hint(h);
     }
     d
+}
+
+/// The parser reports a value of the wrong type in its own words; these are
+/// bad values, not broken YAML. ("invalid trailing content…" stays syntax.)
+fn is_type_error(msg: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "invalid u",
+        "invalid i",
+        "invalid f",
+        "invalid boolean",
+        "expected sequence start",
+        "expected mapping start",
+        "expected string scalar",
+        "expected a ",
+        "expected an ",
+    ];
+    PREFIXES.iter().any(|p| msg.starts_with(p))
 }
 
 /// serde-saphyr reports a breached budget in its own terms; say it in ours.

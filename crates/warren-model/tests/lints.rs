@@ -396,3 +396,22 @@ fn private_subnet_without_room_for_clients() {
         "warren.yaml:20:11: error[subnet-too-small]: private_vpn.subnet 192.168.17.0/31 has no room for the server and its clients\n  hint: use a /24 or similar, e.g. 192.168.17.0/24",
     );
 }
+
+#[test]
+fn values_of_the_wrong_type() {
+    let hint = "\n  hint: this key takes another type of value; docs/reference.md gives each key's type";
+    check(
+        &edit("  port: 51820\n", "  port: fifty\n"),
+        &format!("warren.yaml:16:9: error[bad-value]: invalid u64{hint}"),
+    );
+    check(
+        &edit("    management: [2222/tcp]\n", "    management: 2222/tcp\n"),
+        &format!("warren.yaml:7:17: error[bad-value]: expected sequence start{hint}"),
+    );
+    check(
+        &edit("  port: 51820\n", "  port: 51820\n  forward_all: yes\n"),
+        &format!(
+            "warren.yaml:17:16: error[bad-value]: invalid boolean (strict mode expects true/false){hint}"
+        ),
+    );
+}
