@@ -7,13 +7,17 @@
 //! same plan value always encodes to the same bytes. It must not know about
 //! YAML, git or transport, and it never holds a private WireGuard key.
 
+pub mod diff;
 pub mod net;
 pub mod nft;
 pub mod plan;
 pub mod sign;
+pub mod state;
 
+pub use diff::{diff, Change, Context, Op};
 pub use plan::*;
 pub use sign::{sign, verify, Envelope, SignedPlan, VerifyError};
+pub use state::{InterfaceState, NftMemory, NftState, PeerState, State};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
