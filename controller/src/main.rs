@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the desired state is invalid (diagnostics on
 //! stderr) or a plan cannot be compiled; 2 usage or I/O error.
 
+mod keys;
 mod source;
 
 use anyhow::{Context, Result};
@@ -63,6 +64,36 @@ enum Cmd {
     },
     /// Print the JSON Schema of warren.yaml.
     Schema,
+    /// Create the controller's ed25519 signing key (0600) and print its public half.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compile, sign and write one plan file per host (`HOST.plan.json`).
+    Sign {
+        path: PathBuf,
+        #[arg(long)]
+        rev: Option<String>,
+        /// The controller's signing key (from `keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Serial for every plan; must be above what each agent last applied.
+        #[arg(long)]
+        serial: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Seconds an agent waits for confirmation before rolling back.
+        #[arg(long, default_value_t = 60)]
+        confirm_secs: u32,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Sign even if some peer keys are still unknown (those peers are left out).
+        #[arg(long)]
+        allow_pending: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -214,6 +245,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Cmd::Keygen { out } => {
+            let k = keys::generate(&out)?;
+            println!("{}", keys::public_b64(&k));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sign {
+            path,
+            rev,
+            key,
+            serial,
+            out,
+            keys: keyfile,
+            confirm_secs,
+            host,
+            allow_pending,
+        } => {
+            let signing = keys::load(&key)?;
+            let (src, cfg) = match load(&path, rev.as_deref())? {
+                Ok(x) => x,
+                Err(code) => return Ok(code),
+            };
+            let kb = keybook(&cfg, keyfile.as_ref())?;
+            let plans = match compile(&cfg, &kb) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{}: {e}", src.name);
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            for (name, plan) in plans {
+                if host.as_ref().is_some_and(|h| h != &name) {
+                    continue;
+                }
+                let pending = plan.pending_keys();
+                if !pending.is_empty() && !allow_pending {
+                    let p: Vec<String> = pending.iter().map(|(h, i)| format!("{h}/{i}")).collect();
+                    eprintln!(
+                        "error: plan for {name} lacks peer keys: {} (pass --keys, or --allow-pending)",
+                        p.join(", ")
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                let sp = warren_plan::sign(plan, serial, &src.commit, confirm_secs, now, &signing);
+                let file = out.join(format!("{name}.plan.json"));
+                std::fs::write(&file, warren_plan::canonical(&sp))
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                println!(
+                    "{} serial {serial} sha256 {}",
+                    file.display(),
+                    sp.envelope.plan_sha256
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&warren_model::json_schema())?);

@@ -4,6 +4,7 @@
 
 // Test support fails loudly: a panic here is a failed test with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+pub mod lab;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -81,10 +81,29 @@ fn seed_plan_has_what_the_blog_post_built_by_hand() {
         .iter()
         .any(|r| r.matches == [Match::NotIif("wg0".into()), Match::CtMark(10)]
             && r.stmts == [Stmt::MetaMarkSet(10)]));
-    let fwd = t.maps.iter().find(|m| m.name == "fwd_tcp").expect("tcp map");
-    assert_eq!(fwd.elements.len(), 1);
-    assert_eq!(fwd.elements[0].1.addr.to_string(), "192.168.16.20");
-    assert_eq!(fwd.elements[0].1.port, Some(25565));
+    use warren_plan::nft::MapData;
+    let map = |n: &str| t.maps.iter().find(|m| m.name == n).expect(n).elements.clone();
+    assert_eq!(
+        map("fwd_tcp_addr"),
+        [(
+            warren_plan::nft::Ports {
+                first: 25565,
+                last: 25565
+            },
+            MapData::Addr("192.168.16.20".parse().unwrap())
+        )]
+    );
+    assert_eq!(
+        map("fwd_tcp_port"),
+        [(
+            warren_plan::nft::Ports {
+                first: 25565,
+                last: 25565
+            },
+            MapData::Port(25565)
+        )]
+    );
+    assert!(map("fwd_udp_addr").is_empty() && map("fwd_tcp_range").is_empty());
     assert!(rules.iter().any(|r| r.stmts == [Stmt::MssSet(1380)]));
     assert!(rules.iter().any(|r| r.stmts == [Stmt::MssSet(1300)]));
     let rt_text = rt.render_text();

@@ -14,7 +14,7 @@ use warren_model::model::{Config, DriftPolicy, Forward, Host, Platform as MPlatf
 use warren_model::net::Ipv4Cidr;
 use warren_model::WG_OVERHEAD;
 use warren_plan::nft::{
-    Chain, ChainType, DnatMap, Hook, Match, NftTable, PortSet, Ports, Rule, Stmt, Target, L4,
+    Chain, ChainType, DnatMap, Hook, MapData, MapType, Match, NftTable, PortSet, Ports, Rule, Stmt, L4,
 };
 use warren_plan::{Drift, Firewall, PeerKey, Plan, Platform, PolicyRule, Route, WgInterface, WgPeer, FORMAT};
 
@@ -296,48 +296,45 @@ fn gateway(cfg: &Config, keys: &KeyBook, h: &Host) -> Plan {
     p
 }
 
-fn forward_maps(fw: &[Forward]) -> Vec<DnatMap> {
-    let mut maps = Vec::new();
+/// Per protocol: `fwd_<l4>_addr` and `fwd_<l4>_port` for single ports (same
+/// key, looked up together), `fwd_<l4>_range` for ranges (ports kept).
+fn forward_maps(fw: &[Forward]) -> Vec<(L4, Vec<DnatMap>)> {
+    let mut out = Vec::new();
     for l4 in [L4::Tcp, L4::Udp] {
-        let mut single = Vec::new();
-        let mut range = Vec::new();
-        for f in fw {
-            if !l4s(&f.protos).contains(&l4) {
-                continue;
-            }
+        let (mut addr, mut port, mut range) = (Vec::new(), Vec::new(), Vec::new());
+        for f in fw.iter().filter(|f| l4s(&f.protos).contains(&l4)) {
             let key = ports(f.ports.first, f.ports.last);
             if f.ports.is_single() {
-                single.push((
-                    key,
-                    Target {
-                        addr: f.to,
-                        port: Some(f.to_port.unwrap_or(f.ports.first)),
-                    },
-                ));
+                addr.push((key, MapData::Addr(f.to)));
+                port.push((key, MapData::Port(f.to_port.unwrap_or(f.ports.first))));
             } else {
-                range.push((
-                    key,
-                    Target {
-                        addr: f.to,
-                        port: None,
-                    },
-                ));
+                range.push((key, MapData::Addr(f.to)));
             }
         }
-        single.sort_by_key(|e| e.0);
-        range.sort_by_key(|e| e.0);
-        maps.push(DnatMap {
-            name: format!("fwd_{}", l4.as_str()),
-            with_port: true,
-            elements: single,
-        });
-        maps.push(DnatMap {
-            name: format!("fwd_{}_range", l4.as_str()),
-            with_port: false,
-            elements: range,
-        });
+        let name = |suffix: &str| format!("fwd_{}_{suffix}", l4.as_str());
+        let mut maps = vec![
+            DnatMap {
+                name: name("addr"),
+                data: MapType::Addr,
+                elements: addr,
+            },
+            DnatMap {
+                name: name("port"),
+                data: MapType::Port,
+                elements: port,
+            },
+            DnatMap {
+                name: name("range"),
+                data: MapType::Addr,
+                elements: range,
+            },
+        ];
+        for m in &mut maps {
+            m.elements.sort_by_key(|e| e.0);
+        }
+        out.push((l4, maps));
     }
-    maps
+    out
 }
 
 fn router(cfg: &Config, keys: &KeyBook, h: &Host) -> Plan {
@@ -405,7 +402,7 @@ fn router(cfg: &Config, keys: &KeyBook, h: &Host) -> Plan {
         },
     ];
     let mut chains = Vec::new();
-    let mut maps = forward_maps(&cfg.forwards);
+    let by_proto = forward_maps(&cfg.forwards);
     let mut clamp = mss_clamp(&wan, m.wan, "WAN VPN");
     if let Some(pv) = cfg.private.as_ref().filter(|pv| pv.server == h.name) {
         p.wireguard.push(WgInterface {
@@ -461,28 +458,29 @@ fn router(cfg: &Config, keys: &KeyBook, h: &Host) -> Plan {
         }],
     });
     let mut dnat = Vec::new();
-    for mp in &maps {
-        let l4 = if mp.name.starts_with("fwd_tcp") {
-            L4::Tcp
-        } else {
-            L4::Udp
-        };
+    let mut maps = Vec::new();
+    for (l4, m) in by_proto {
+        let l = l4.as_str();
         dnat.push(Rule {
             matches: vec![Match::Iif(wan.clone())],
             stmts: vec![Stmt::DnatMap {
                 l4,
-                map: mp.name.clone(),
-                with_port: mp.with_port,
+                addr_map: m[0].name.clone(),
+                port_map: Some(m[1].name.clone()),
             }],
-            comment: format!(
-                "port forwards ({} {}), one map lookup whatever their number",
-                l4.as_str(),
-                if mp.with_port { "ports" } else { "ranges" }
-            ),
+            comment: format!("{l} port forwards: one lookup per map, whatever their number"),
         });
+        dnat.push(Rule {
+            matches: vec![Match::Iif(wan.clone())],
+            stmts: vec![Stmt::DnatMap {
+                l4,
+                addr_map: m[2].name.clone(),
+                port_map: None,
+            }],
+            comment: format!("{l} port-range forwards keep their port numbers"),
+        });
+        maps.extend(m);
     }
-    maps.sort_by(|a, b| a.name.cmp(&b.name));
-    dnat.sort_by(|a, b| a.comment.cmp(&b.comment));
     chains.push(Chain {
         name: "forwards".into(),
         kind: ChainType::Nat,

@@ -68,24 +68,33 @@ pub struct PortSet {
     pub elements: Vec<Ports>,
 }
 
-/// What a DNAT map sends a port to.
+/// What a DNAT map gives for a port: the target address, or the target port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    pub addr: Ipv4Addr,
-    /// `None`: keep the packet's port (port ranges).
-    pub port: Option<u16>,
+#[serde(rename_all = "snake_case")]
+pub enum MapData {
+    Addr(Ipv4Addr),
+    Port(u16),
 }
 
-/// A DNAT map. `with_port` maps keys to `ipv4_addr . inet_service`
-/// (single public ports, possibly rewritten), otherwise to `ipv4_addr`
-/// (ranges keep their port numbers). Always `flags interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapType {
+    /// `type inet_service : ipv4_addr`
+    Addr,
+    /// `type inet_service : inet_service`
+    Port,
+}
+
+/// A DNAT map from public ports (`flags interval`) to target addresses or
+/// ports. Single forwards use an address map and a port map looked up with
+/// the same key (nft 1.0.6's JSON cannot express a concatenated map value);
+/// ranges use an address map alone and keep their port numbers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnatMap {
     pub name: String,
-    pub with_port: bool,
-    pub elements: Vec<(Ports, Target)>,
+    pub data: MapType,
+    pub elements: Vec<(Ports, MapData)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,11 +121,11 @@ pub enum Stmt {
     Accept,
     /// `dnat ip to ADDR`
     Dnat(Ipv4Addr),
-    /// `dnat ip [addr . port] to <l4> dport map @name`
+    /// `dnat ip to <l4> dport map @addr_map [: <l4> dport map @port_map]`
     DnatMap {
         l4: L4,
-        map: String,
-        with_port: bool,
+        addr_map: String,
+        port_map: Option<String>,
     },
     CtMarkSet(u32),
     MetaMarkSet(u32),
@@ -198,17 +207,14 @@ impl Stmt {
             Stmt::Dnat(a) => format!("dnat ip to {a}"),
             Stmt::DnatMap {
                 l4,
-                map,
-                with_port: true,
+                addr_map,
+                port_map,
             } => {
-                format!("dnat ip addr . port to {} dport map @{map}", l4.as_str())
-            }
-            Stmt::DnatMap {
-                l4,
-                map,
-                with_port: false,
-            } => {
-                format!("dnat ip to {} dport map @{map}", l4.as_str())
+                let l = l4.as_str();
+                match port_map {
+                    Some(p) => format!("dnat ip to {l} dport map @{addr_map} : {l} dport map @{p}"),
+                    None => format!("dnat ip to {l} dport map @{addr_map}"),
+                }
             }
             Stmt::CtMarkSet(m) => format!("ct mark set {m:#010x}"),
             Stmt::MetaMarkSet(m) => format!("meta mark set {m:#010x}"),
@@ -247,10 +253,9 @@ impl NftTable {
         }
         for m in &self.maps {
             let _ = writeln!(o, "\tmap {} {{", m.name);
-            let value = if m.with_port {
-                "ipv4_addr . inet_service"
-            } else {
-                "ipv4_addr"
+            let value = match m.data {
+                MapType::Addr => "ipv4_addr",
+                MapType::Port => "inet_service",
             };
             let _ = writeln!(o, "\t\ttype inet_service : {value}");
             let _ = writeln!(o, "\t\tflags interval");
@@ -258,9 +263,9 @@ impl NftTable {
                 let e: Vec<String> = m
                     .elements
                     .iter()
-                    .map(|(k, t)| match t.port {
-                        Some(p) => format!("{} : {} . {p}", k.render(), t.addr),
-                        None => format!("{} : {}", k.render(), t.addr),
+                    .map(|(k, d)| match d {
+                        MapData::Addr(a) => format!("{} : {a}", k.render()),
+                        MapData::Port(p) => format!("{} : {p}", k.render()),
                     })
                     .collect();
                 let _ = writeln!(o, "\t\telements = {{ {} }}", e.join(", "));
@@ -291,4 +296,175 @@ impl NftTable {
         o.push_str("}\n");
         o
     }
+}
+
+// ---------------------------------------------------------------------------
+// libnftables JSON (`nft -j -f -`)
+
+use serde_json::{json, Value};
+
+fn ports_json(p: &Ports) -> Value {
+    if p.first == p.last {
+        json!(p.first)
+    } else {
+        json!({ "range": [p.first, p.last] })
+    }
+}
+
+fn dport(l4: L4) -> Value {
+    json!({ "payload": { "protocol": l4.as_str(), "field": "dport" } })
+}
+
+fn mss() -> Value {
+    json!({ "tcp option": { "name": "maxseg", "field": "size" } })
+}
+
+fn is(left: Value, right: Value) -> Value {
+    json!({ "match": { "op": "==", "left": left, "right": right } })
+}
+
+impl Match {
+    pub fn to_json(&self) -> Value {
+        let meta = |k: &str| json!({ "meta": { "key": k } });
+        match self {
+            Match::Iif(i) => is(meta("iifname"), json!(i)),
+            Match::NotIif(i) => json!({ "match": { "op": "!=", "left": meta("iifname"), "right": i } }),
+            Match::Oif(i) => is(meta("oifname"), json!(i)),
+            Match::CtNew => {
+                json!({ "match": { "op": "in", "left": { "ct": { "key": "state" } }, "right": "new" } })
+            }
+            Match::CtMark(m) => is(json!({ "ct": { "key": "mark" } }), json!(m)),
+            Match::DportIn(l4, set) => is(dport(*l4), json!(format!("@{set}"))),
+            Match::TcpSyn => is(
+                json!({ "&": [{ "payload": { "protocol": "tcp", "field": "flags" } }, ["syn", "rst"]] }),
+                json!("syn"),
+            ),
+            Match::MssAbove(n) => json!({ "match": { "op": ">", "left": mss(), "right": n } }),
+            Match::DaddrIs(c) => {
+                let right = if c.len == 32 {
+                    json!(c.addr.to_string())
+                } else {
+                    json!({ "prefix": { "addr": c.addr.to_string(), "len": c.len } })
+                };
+                is(
+                    json!({ "payload": { "protocol": "ip", "field": "daddr" } }),
+                    right,
+                )
+            }
+        }
+    }
+}
+
+impl Stmt {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Stmt::Accept => json!({ "accept": null }),
+            Stmt::Dnat(a) => json!({ "dnat": { "family": "ip", "addr": a.to_string() } }),
+            Stmt::DnatMap {
+                l4,
+                addr_map,
+                port_map,
+            } => {
+                let lookup = |m: &str| json!({ "map": { "key": dport(*l4), "data": format!("@{m}") } });
+                let mut d = json!({ "family": "ip", "addr": lookup(addr_map) });
+                if let Some(p) = port_map {
+                    d["port"] = lookup(p);
+                }
+                json!({ "dnat": d })
+            }
+            Stmt::CtMarkSet(m) => json!({ "mangle": { "key": { "ct": { "key": "mark" } }, "value": m } }),
+            Stmt::MetaMarkSet(m) => json!({ "mangle": { "key": { "meta": { "key": "mark" } }, "value": m } }),
+            Stmt::MssSet(n) => json!({ "mangle": { "key": mss(), "value": n } }),
+            Stmt::Counter => json!({ "counter": null }),
+        }
+    }
+}
+
+impl NftTable {
+    /// One `nft -j -f -` transaction that replaces the table atomically:
+    /// create it if missing, delete it, and add it back with its content.
+    pub fn to_json_replace(&self) -> Value {
+        let t = &self.name;
+        let mut cmds = vec![
+            json!({ "add": { "table": { "family": "ip", "name": t } } }),
+            json!({ "delete": { "table": { "family": "ip", "name": t } } }),
+            json!({ "add": { "table": { "family": "ip", "name": t } } }),
+        ];
+        for s in &self.sets {
+            let mut set = json!({ "family": "ip", "table": t, "name": s.name, "type": "inet_service", "flags": ["interval"] });
+            if !s.elements.is_empty() {
+                set["elem"] = Value::Array(s.elements.iter().map(ports_json).collect());
+            }
+            cmds.push(json!({ "add": { "set": set } }));
+        }
+        for m in &self.maps {
+            let value = match m.data {
+                MapType::Addr => "ipv4_addr",
+                MapType::Port => "inet_service",
+            };
+            let mut map = json!({ "family": "ip", "table": t, "name": m.name, "type": "inet_service", "map": value, "flags": ["interval"] });
+            if !m.elements.is_empty() {
+                map["elem"] = Value::Array(
+                    m.elements
+                        .iter()
+                        .map(|(k, d)| {
+                            let data = match d {
+                                MapData::Addr(a) => json!(a.to_string()),
+                                MapData::Port(p) => json!(p),
+                            };
+                            json!([ports_json(k), data])
+                        })
+                        .collect(),
+                );
+            }
+            cmds.push(json!({ "add": { "map": map } }));
+        }
+        for c in &self.chains {
+            let kind = match c.kind {
+                ChainType::Filter => "filter",
+                ChainType::Nat => "nat",
+                ChainType::Route => "route",
+            };
+            cmds.push(json!({ "add": { "chain": {
+                "family": "ip", "table": t, "name": c.name, "type": kind,
+                "hook": c.hook, "prio": c.priority, "policy": "accept"
+            } } }));
+            for r in &c.rules {
+                let mut expr: Vec<Value> = r.matches.iter().map(Match::to_json).collect();
+                expr.extend(r.stmts.iter().map(Stmt::to_json));
+                let mut rule = json!({ "family": "ip", "table": t, "chain": c.name, "expr": expr });
+                if !r.comment.is_empty() {
+                    rule["comment"] = json!(r.comment);
+                }
+                cmds.push(json!({ "add": { "rule": rule } }));
+            }
+        }
+        json!({ "nftables": cmds })
+    }
+}
+
+/// Normalize `nft -j list ...` output for comparison: drop what the kernel
+/// adds or counts (handles, counters, metainfo) and keep everything that
+/// defines behaviour, as canonical JSON (sorted keys). `None` if not JSON.
+pub fn normalize_listing(nft_json: &str) -> Option<String> {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("handle");
+                m.remove("packets");
+                m.remove("bytes");
+                for x in m.values_mut() {
+                    strip(x);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(nft_json).ok()?;
+    let items = v.get_mut("nftables")?.as_array_mut()?;
+    items.retain(|i| i.get("metainfo").is_none());
+    let mut items = Value::Array(std::mem::take(items));
+    strip(&mut items);
+    serde_json::to_string(&items).ok()
 }
