@@ -404,3 +404,101 @@ fn an_unconfirmed_plan_that_cuts_the_tunnel_is_rolled_back() {
     );
     assert!(s.phone_reaches(25565).is_ok());
 }
+
+#[test]
+fn private_keys_stay_on_the_host_and_teardown_removes_only_warrens_state() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Site::new("keys", |y| y);
+    // A foreign route and rule on the router: Warren must leave them alone.
+    s.lab.ok(
+        "router",
+        &[
+            "ip", "rule", "add", "fwmark", "0x99", "table", "99", "priority", "999",
+        ],
+    );
+    s.lab.ok(
+        "router",
+        &["ip", "route", "add", "10.99.0.0/16", "dev", "eth0", "table", "99"],
+    );
+    s.converge();
+    let mut outputs = String::new();
+    for host in ["gateway", "router"] {
+        for args in [
+            &["keys"][..],
+            &["keys", "--format", "json"],
+            &["observe"],
+            &["observe", "--format", "json"],
+            &["report"],
+            &["diff"],
+        ] {
+            let (_, out, err) = s.agent(host, args);
+            outputs.push_str(&out);
+            outputs.push_str(&err);
+        }
+        for f in [
+            "plans-1/gateway.plan.json",
+            "plans-1/router.plan.json",
+            "keys.json",
+        ] {
+            outputs.push_str(&std::fs::read_to_string(s.dir.join(f)).unwrap());
+        }
+        for f in ["applied.json", "report.json", "owned.json"] {
+            outputs.push_str(
+                &std::fs::read_to_string(s.dir.join(format!("state-{host}/{f}"))).unwrap_or_default(),
+            );
+        }
+    }
+    for host in ["gateway", "router"] {
+        let wg = s.dir.join(format!("state-{host}/wg"));
+        for e in std::fs::read_dir(&wg).unwrap() {
+            let p = e.unwrap().path();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+            let secret = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                !outputs.contains(secret.trim()),
+                "private key of {} leaked",
+                p.display()
+            );
+        }
+        let id = s.dir.join(format!("state-{host}/identity.key"));
+        assert_eq!(
+            std::fs::metadata(&id).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!outputs.contains(std::fs::read_to_string(&id).unwrap().trim()));
+    }
+    // Teardown: Warren's interfaces, routes, rules and table go; sysctls return.
+    let (code, out, err) = s.agent("router", &["teardown"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("interface wg0: expected absent, found present"),
+        "{out}"
+    );
+    let rules = s.lab.ok("router", &["ip", "rule", "show"]);
+    assert!(
+        !rules.contains("lookup 100") && rules.contains("fwmark 0x99 lookup 99"),
+        "{rules}"
+    );
+    assert!(s
+        .lab
+        .ok("router", &["ip", "route", "show", "table", "99"])
+        .contains("10.99.0.0/16"));
+    assert!(
+        s.lab
+            .run("router", &["nft", "list", "table", "ip", "warren"])
+            .status
+            .code()
+            != Some(0)
+    );
+    assert!(s.lab.run("router", &["ip", "link", "show", "wg0"]).status.code() != Some(0));
+    assert_eq!(
+        s.lab
+            .ok("router", &["cat", "/proc/sys/net/ipv4/ip_forward"])
+            .trim(),
+        "0",
+        "ip_forward restored"
+    );
+    let (_, obs, _) = s.agent("router", &["observe"]);
+    assert_eq!(obs.trim(), "nft table ip warren: absent", "{obs}");
+}
