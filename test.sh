@@ -12,5 +12,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the end-to-end tests run the agent and controller binaries)"
+cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked
