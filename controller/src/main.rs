@@ -4,6 +4,7 @@
 //! stderr) or a plan cannot be compiled; 2 usage or I/O error.
 
 mod keys;
+mod serve;
 mod source;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,12 @@ use warren_compiler::{compile, KeyBook};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,6 +71,40 @@ enum Cmd {
     },
     /// Print the JSON Schema of warren.yaml.
     Schema,
+    /// The service: watch the repo, compile, sign and push plans to agents.
+    Serve {
+        /// The desired-state repository: a local path or file:// URL.
+        #[arg(long)]
+        repo: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        #[arg(long, default_value = "/var/lib/warren-controller")]
+        state_dir: PathBuf,
+        /// Seconds between polls of the repository.
+        #[arg(long, default_value_t = 5.0)]
+        poll_secs: f64,
+        /// Where agents that dial the controller connect (SSH).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// HTTP address for /healthz, /metrics and /webhook.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// File holding the webhook secret (GitHub/Gitea HMAC).
+        #[arg(long)]
+        webhook_secret_file: Option<PathBuf>,
+        /// Seconds an agent waits for confirmation before rolling back.
+        #[arg(long, default_value_t = 60)]
+        confirm_secs: u32,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Per host: desired and applied commit, in sync / drifted / failed / unreachable.
+    Status {
+        #[arg(long, default_value = "/var/lib/warren-controller")]
+        state_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Create the controller's ed25519 signing key (0600) and print its public half.
     Keygen {
         #[arg(long)]
@@ -305,9 +346,110 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Serve { repo, branch, state_dir, poll_secs, listen, http, webhook_secret_file, confirm_secs, log_format } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            match log_format {
+                LogFormat::Json => sub.json().init(),
+                LogFormat::Text => sub.init(),
+            }
+            let webhook_secret = match webhook_secret_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?
+                        .trim()
+                        .as_bytes()
+                        .to_vec(),
+                ),
+                None => None,
+            };
+            let opts = serve::Options {
+                source: repo,
+                branch,
+                state_dir,
+                poll: std::time::Duration::from_secs_f64(poll_secs.max(0.05)),
+                listen,
+                http,
+                webhook_secret,
+                confirm_secs,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(serve::serve(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { state_dir, format } => status(&state_dir, format),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&warren_model::json_schema())?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `status` prints, from the service's `status.json` snapshot.
+fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
+    let p = dir.join("status.json");
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("no status at {} (has `warren-controller serve` run there?)", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))?;
+    let good = v["good_commit"].as_str().unwrap_or("");
+    let short = |c: &str| c.chars().take(12).collect::<String>();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut hosts = serde_json::Map::new();
+    for (name, h) in v["hosts"].as_object().into_iter().flatten() {
+        let applied = h["applied_commit"].as_str().unwrap_or("");
+        let drift: Vec<String> =
+            h["drift"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_string)).collect();
+        let state = if h["error"].is_string() {
+            "failed"
+        } else if !h["connected"].as_bool().unwrap_or(false) {
+            "unreachable"
+        } else if !drift.is_empty() {
+            "drifted"
+        } else if !applied.is_empty() && applied == good {
+            "in sync"
+        } else {
+            "pending"
+        };
+        hosts.insert(
+            name.clone(),
+            serde_json::json!({
+                "state": state,
+                "desired_commit": good,
+                "applied_commit": applied,
+                "applied_serial": h["applied_serial"],
+                "last_seen": h["last_seen"],
+                "drift": drift,
+                "error": h["error"],
+            }),
+        );
+    }
+    let last = v["history"].get(0).cloned().unwrap_or(serde_json::Value::Null);
+    match format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "desired_commit": good, "last_commit": last, "hosts": hosts }))?)
+        }
+        Format::Text => {
+            println!("desired commit {}", if good.is_empty() { "(none)".into() } else { short(good) });
+            if last.is_object() && last["outcome"] != "compiled" && last["outcome"] != "unchanged" {
+                println!("newest commit {} was refused ({}):", short(last["commit"].as_str().unwrap_or("")), last["outcome"].as_str().unwrap_or(""));
+                for d in last["diagnostics"].as_array().into_iter().flatten() {
+                    println!("  {}", d.as_str().unwrap_or("").replace('\n', "\n  "));
+                }
+            }
+            println!("{:<12} {:<12} {:<14} {:<10} drift / error", "host", "state", "applied", "last seen");
+            for (name, h) in &hosts {
+                let seen = h["last_seen"].as_u64().map_or("never".to_string(), |t| format!("{}s ago", now.saturating_sub(t)));
+                let applied = match h["applied_serial"].as_u64() {
+                    Some(n) => format!("{} #{n}", short(h["applied_commit"].as_str().unwrap_or("-"))),
+                    None => "-".to_string(),
+                };
+                let extra = h["error"].as_str().map(str::to_string).unwrap_or_else(|| {
+                    h["drift"].as_array().map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                });
+                println!("{name:<12} {:<12} {applied:<14} {seen:<10} {extra}", h["state"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
