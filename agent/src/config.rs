@@ -30,6 +30,21 @@ pub struct Config {
     /// Seconds between drift checks in `run`.
     #[serde(default = "default_drift_interval")]
     pub drift_interval_secs: u64,
+    /// How the controller and this agent find each other (omit for a
+    /// standalone agent driven by `apply`/`submit`).
+    #[serde(default)]
+    pub controller: Option<Link>,
+}
+
+/// Either the controller dials this agent (`listen`), or this agent dials
+/// the controller (`dial`), for a host the controller cannot reach. After the
+/// SSH session is up the protocol is the same. The controller's SSH key is
+/// its signing key, so it is pinned by `trusted_controller_keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum Link {
+    Listen(std::net::SocketAddr),
+    Dial(String),
 }
 
 fn default_state_dir() -> PathBuf {

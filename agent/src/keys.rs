@@ -105,3 +105,11 @@ pub fn ensure_identity(state: &Path) -> Result<String> {
     }
     Ok(format!("ssh-ed25519 {}", B64.encode(blob)))
 }
+
+/// The identity as a signing key (for the SSH transport).
+pub fn identity_signing_key(state: &Path) -> Result<ed25519_dalek::SigningKey> {
+    ensure_identity(state)?;
+    let seed =
+        read_secret(&state.join("identity.key"))?.ok_or_else(|| anyhow::anyhow!("identity key vanished"))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}

@@ -17,6 +17,7 @@ mod engine;
 mod keys;
 mod store;
 mod sys;
+mod transport;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -135,6 +136,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let mut e = Engine::new(cfg)?;
     match cli.cmd {
         Cmd::Run => {
+            transport::spawn(&e.cfg)?;
             daemon::run(e)?;
             Ok(ExitCode::SUCCESS)
         }

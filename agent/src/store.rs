@@ -32,6 +32,9 @@ pub struct Report {
     pub at: u64,
 }
 
+/// Most undelivered reports kept.
+pub const MAX_OUTBOX: usize = 200;
+
 #[derive(Debug)]
 pub struct Store {
     pub dir: PathBuf,
@@ -118,8 +121,41 @@ impl Store {
     pub fn set_owned(&self, o: &Owned) -> Result<()> {
         self.put("owned.json", o)
     }
+    /// Record a report: the latest in `report.json`, and every one in the
+    /// outbox until the transport has delivered it to the controller.
     pub fn report(&self, r: &Report) -> Result<()> {
-        self.put("report.json", r)
+        self.put("report.json", r)?;
+        let outbox = self.dir.join("outbox");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&outbox)?;
+        let mut seq = self.get::<u64>("outbox.seq")?.unwrap_or(0);
+        seq += 1;
+        self.put("outbox.seq", &seq)?;
+        write_atomic(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(r)?)?;
+        // Bounded: with no controller for a long time, keep the newest.
+        let mut files: Vec<_> = std::fs::read_dir(&outbox)?.flatten().map(|e| e.path()).collect();
+        files.sort();
+        let excess = files.len().saturating_sub(MAX_OUTBOX);
+        for f in files.into_iter().take(excess) {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
+    }
+
+    /// Reports not yet delivered, oldest first.
+    pub fn outbox(&self) -> Vec<PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.join("outbox"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
     }
     pub fn last_report(&self) -> Result<Option<Report>> {
         self.get("report.json")

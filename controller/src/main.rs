@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the desired state is invalid (diagnostics on
 //! stderr) or a plan cannot be compiled; 2 usage or I/O error.
 
+mod http;
 mod keys;
 mod serve;
 mod source;
@@ -346,10 +347,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve { repo, branch, state_dir, poll_secs, listen, http, webhook_secret_file, confirm_secs, log_format } => {
+        Cmd::Serve {
+            repo,
+            branch,
+            state_dir,
+            poll_secs,
+            listen,
+            http,
+            webhook_secret_file,
+            confirm_secs,
+            log_format,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            let sub = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
             match log_format {
                 LogFormat::Json => sub.json().init(),
                 LogFormat::Text => sub.init(),
@@ -389,24 +402,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// What `status` prints, from the service's `status.json` snapshot.
 fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
     let p = dir.join("status.json");
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("no status at {} (has `warren-controller serve` run there?)", p.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))?;
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "no status at {} (has `warren-controller serve` run there?)",
+            p.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))?;
     let good = v["good_commit"].as_str().unwrap_or("");
     let short = |c: &str| c.chars().take(12).collect::<String>();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut hosts = serde_json::Map::new();
     for (name, h) in v["hosts"].as_object().into_iter().flatten() {
-        let applied = h["applied_commit"].as_str().unwrap_or("");
-        let drift: Vec<String> =
-            h["drift"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_string)).collect();
+        // In sync = running the serial of its current desired plan. A host whose
+        // plan a newer commit did not change is in sync at that commit too.
+        let synced = h["applied_serial"].is_u64() && h["applied_serial"] == h["desired_serial"];
+        let applied = if synced {
+            good
+        } else {
+            h["applied_commit"].as_str().unwrap_or("")
+        };
+        let drift: Vec<String> = h["drift"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(str::to_string))
+            .collect();
         let state = if h["error"].is_string() {
             "failed"
         } else if !h["connected"].as_bool().unwrap_or(false) {
             "unreachable"
         } else if !drift.is_empty() {
             "drifted"
-        } else if !applied.is_empty() && applied == good {
+        } else if synced {
             "in sync"
         } else {
             "pending"
@@ -418,6 +450,8 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
                 "desired_commit": good,
                 "applied_commit": applied,
                 "applied_serial": h["applied_serial"],
+                "desired_serial": h["desired_serial"],
+                "plan_commit": h["plan_commit"],
                 "last_seen": h["last_seen"],
                 "drift": drift,
                 "error": h["error"],
@@ -427,27 +461,54 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
     let last = v["history"].get(0).cloned().unwrap_or(serde_json::Value::Null);
     match format {
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "desired_commit": good, "last_commit": last, "hosts": hosts }))?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "desired_commit": good, "last_commit": last, "hosts": hosts })
+                )?
+            )
         }
         Format::Text => {
-            println!("desired commit {}", if good.is_empty() { "(none)".into() } else { short(good) });
+            println!(
+                "desired commit {}",
+                if good.is_empty() {
+                    "(none)".into()
+                } else {
+                    short(good)
+                }
+            );
             if last.is_object() && last["outcome"] != "compiled" && last["outcome"] != "unchanged" {
-                println!("newest commit {} was refused ({}):", short(last["commit"].as_str().unwrap_or("")), last["outcome"].as_str().unwrap_or(""));
+                println!(
+                    "newest commit {} was refused ({}):",
+                    short(last["commit"].as_str().unwrap_or("")),
+                    last["outcome"].as_str().unwrap_or("")
+                );
                 for d in last["diagnostics"].as_array().into_iter().flatten() {
                     println!("  {}", d.as_str().unwrap_or("").replace('\n', "\n  "));
                 }
             }
-            println!("{:<12} {:<12} {:<14} {:<10} drift / error", "host", "state", "applied", "last seen");
+            println!(
+                "{:<12} {:<12} {:<14} {:<10} drift / error",
+                "host", "state", "applied", "last seen"
+            );
             for (name, h) in &hosts {
-                let seen = h["last_seen"].as_u64().map_or("never".to_string(), |t| format!("{}s ago", now.saturating_sub(t)));
+                let seen = h["last_seen"]
+                    .as_u64()
+                    .map_or("never".to_string(), |t| format!("{}s ago", now.saturating_sub(t)));
                 let applied = match h["applied_serial"].as_u64() {
                     Some(n) => format!("{} #{n}", short(h["applied_commit"].as_str().unwrap_or("-"))),
                     None => "-".to_string(),
                 };
                 let extra = h["error"].as_str().map(str::to_string).unwrap_or_else(|| {
-                    h["drift"].as_array().map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                    h["drift"]
+                        .as_array()
+                        .map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+                        .unwrap_or_default()
                 });
-                println!("{name:<12} {:<12} {applied:<14} {seen:<10} {extra}", h["state"].as_str().unwrap_or(""));
+                println!(
+                    "{name:<12} {:<12} {applied:<14} {seen:<10} {extra}",
+                    h["state"].as_str().unwrap_or("")
+                );
             }
         }
     }

@@ -17,6 +17,20 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A workspace binary (`warren-agent`, `warren-controller`) next to the
+/// running test executable; `./test.sh` builds them before the tests run.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (./test.sh does)",
+        p.display()
+    );
+    p
+}
+
 /// Every example directory holding a `warren.yaml`, sorted by name.
 pub fn examples() -> Vec<(String, PathBuf)> {
     let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(root().join("examples"))

@@ -9,19 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use warren_tests::lab::Lab;
-use warren_tests::root;
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo build --workspace` (./test.sh does)",
-        p.display()
-    );
-    p
-}
+use warren_tests::{bin, root};
 
 /// A lab with a controller key, two agents' state and configs, and the seed.
 struct Site {

@@ -29,7 +29,13 @@ pub fn rollout_order(cfg: &warren_model::Config, hosts: &mut [String]) {
     });
 }
 
-pub fn process(store: &Store, key: &SigningKey, snap: &Snapshot, confirm_secs: u32, now: u64) -> Result<Outcome> {
+pub fn process(
+    store: &Store,
+    key: &SigningKey,
+    snap: &Snapshot,
+    confirm_secs: u32,
+    now: u64,
+) -> Result<Outcome> {
     let mut record = CommitRecord {
         commit: snap.commit.clone(),
         summary: snap.summary.clone(),
@@ -47,12 +53,24 @@ pub fn process(store: &Store, key: &SigningKey, snap: &Snapshot, confirm_secs: u
         for d in &record.diagnostics {
             tracing::warn!(commit = %record.commit, "{d}");
         }
-        Ok(Outcome { record, plans: vec![], config: None })
+        Ok(Outcome {
+            record,
+            plans: vec![],
+            config: None,
+        })
     };
     let Some(text) = &snap.text else {
-        return done(record, "invalid", vec![format!("commit {} has no {}", snap.commit, crate::source::FILE)]);
+        return done(
+            record,
+            "invalid",
+            vec![format!("commit {} has no {}", snap.commit, crate::source::FILE)],
+        );
     };
-    let name = format!("{}:{}", &snap.commit[..snap.commit.len().min(12)], crate::source::FILE);
+    let name = format!(
+        "{}:{}",
+        &snap.commit[..snap.commit.len().min(12)],
+        crate::source::FILE
+    );
     let (cfg, diags) = warren_model::load_str(text, &name);
     let Some(cfg) = cfg else {
         return done(record, "invalid", diags.iter().map(|d| d.to_string()).collect());
@@ -70,11 +88,17 @@ pub fn process(store: &Store, key: &SigningKey, snap: &Snapshot, confirm_secs: u
                 None => kb.insert(&host, iface, reported),
             }
         }
-        if let (Some(reported), Some(pinned)) =
-            (&rec.identity, cfg.hosts.get(&host).and_then(|h| h.agent.as_ref()).and_then(|a| a.identity.as_ref()))
-        {
+        if let (Some(reported), Some(pinned)) = (
+            &rec.identity,
+            cfg.hosts
+                .get(&host)
+                .and_then(|h| h.agent.as_ref())
+                .and_then(|a| a.identity.as_ref()),
+        ) {
             if reported != pinned {
-                mismatches.push(format!("host {host:?}: the YAML pins agent identity {pinned} but the agent presented {reported}"));
+                mismatches.push(format!(
+                    "host {host:?}: the YAML pins agent identity {pinned} but the agent presented {reported}"
+                ));
             }
         }
     }
@@ -92,7 +116,11 @@ pub fn process(store: &Store, key: &SigningKey, snap: &Snapshot, confirm_secs: u
         let plan = &plans[&host];
         let rec = store.host(&host)?;
         let hash = warren_plan::hash_hex(plan);
-        if rec.desired.as_ref().is_some_and(|d| d.envelope.plan_sha256 == hash) {
+        if rec
+            .desired
+            .as_ref()
+            .is_some_and(|d| d.envelope.plan_sha256 == hash)
+        {
             continue; // unchanged: agents are not re-applied needlessly
         }
         let serial = store.next_serial(&host)?;
@@ -105,11 +133,19 @@ pub fn process(store: &Store, key: &SigningKey, snap: &Snapshot, confirm_secs: u
         out.push((host, sp));
     }
     store.set_good_commit(&snap.commit)?;
-    record.outcome = if out.is_empty() { "unchanged".into() } else { "compiled".into() };
+    record.outcome = if out.is_empty() {
+        "unchanged".into()
+    } else {
+        "compiled".into()
+    };
     store.record(&record)?;
     store.snapshot(now)?;
     tracing::info!(commit = %snap.commit, outcome = %record.outcome, hosts = ?record.pushed, "commit processed");
-    Ok(Outcome { record, plans: out, config: Some(cfg) })
+    Ok(Outcome {
+        record,
+        plans: out,
+        config: Some(cfg),
+    })
 }
 
 #[cfg(test)]
@@ -118,7 +154,11 @@ mod tests {
     use super::*;
 
     fn seed() -> String {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed/warren.yaml")).unwrap()
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/seed/warren.yaml"
+        ))
+        .unwrap()
     }
 
     fn setup(tag: &str) -> (Store, SigningKey, std::path::PathBuf) {
@@ -129,7 +169,11 @@ mod tests {
     }
 
     fn snap(commit: &str, text: &str) -> Snapshot {
-        Snapshot { commit: commit.into(), summary: "s".into(), text: Some(text.into()) }
+        Snapshot {
+            commit: commit.into(),
+            summary: "s".into(),
+            text: Some(text.into()),
+        }
     }
 
     #[test]
@@ -139,18 +183,27 @@ mod tests {
         assert_eq!(o.record.outcome, "compiled");
         let hosts: Vec<&str> = o.plans.iter().map(|(h, _)| h.as_str()).collect();
         assert_eq!(hosts, ["router", "gateway"], "the far side first");
-        assert!(o.plans.iter().all(|(_, p)| p.envelope.serial == 1 && p.envelope.commit == "c1"));
+        assert!(o
+            .plans
+            .iter()
+            .all(|(_, p)| p.envelope.serial == 1 && p.envelope.commit == "c1"));
         // Same content at a new commit: nothing to send.
         let o = process(&store, &key, &snap("c2", &seed()), 60, 2).unwrap();
         assert_eq!(o.record.outcome, "unchanged");
         assert!(o.plans.is_empty());
         // A new forward changes only the router (forward_all).
-        let more = seed().replace("forwards:\n", "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n");
+        let more = seed().replace(
+            "forwards:\n",
+            "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
+        );
         drop(store);
         let store = Store::open(&dir).unwrap();
         let o = process(&store, &key, &snap("c3", &more), 60, 3).unwrap();
         assert_eq!(o.plans.len(), 1);
-        assert_eq!((o.plans[0].0.as_str(), o.plans[0].1.envelope.serial), ("router", 2));
+        assert_eq!(
+            (o.plans[0].0.as_str(), o.plans[0].1.envelope.serial),
+            ("router", 2)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -162,9 +215,20 @@ mod tests {
         let o = process(&store, &key, &snap("c2", &bad), 60, 2).unwrap();
         assert_eq!(o.record.outcome, "invalid");
         assert!(o.plans.is_empty());
-        assert!(o.record.diagnostics[0].contains("error[forward-lockout]"), "{:?}", o.record.diagnostics);
-        assert_eq!(store.good_commit().unwrap().as_deref(), Some("c1"), "agents keep the last good plan");
-        assert_eq!(store.host("router").unwrap().desired.unwrap().envelope.commit, "c1");
+        assert!(
+            o.record.diagnostics[0].contains("error[forward-lockout]"),
+            "{:?}",
+            o.record.diagnostics
+        );
+        assert_eq!(
+            store.good_commit().unwrap().as_deref(),
+            Some("c1"),
+            "agents keep the last good plan"
+        );
+        assert_eq!(
+            store.host("router").unwrap().desired.unwrap().envelope.commit,
+            "c1"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -172,15 +236,26 @@ mod tests {
     fn reported_keys_fill_plans_and_a_disagreeing_pin_is_refused() {
         let (store, key, dir) = setup("keys");
         let k = "Uk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk8=";
-        store.update_host("router", |h| { h.wireguard.insert("wg0".into(), k.into()); }).unwrap();
+        store
+            .update_host("router", |h| {
+                h.wireguard.insert("wg0".into(), k.into());
+            })
+            .unwrap();
         let o = process(&store, &key, &snap("c1", &seed()), 60, 1).unwrap();
         let gw = &o.plans.iter().find(|(h, _)| h == "gateway").unwrap().1;
-        assert_eq!(gw.plan.wireguard[0].peers[0].public_key, warren_plan::PeerKey::Known(k.into()));
+        assert_eq!(
+            gw.plan.wireguard[0].peers[0].public_key,
+            warren_plan::PeerKey::Known(k.into())
+        );
         let pinned = seed().replace("    uplink: eth0 ", "    wireguard_keys: { wg0: \"QkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkE=\" }\n    uplink: eth0 ");
         let o = process(&store, &key, &snap("c2", &pinned), 60, 2).unwrap();
         assert_eq!(o.record.outcome, "key-mismatch");
         assert!(o.plans.is_empty());
-        assert!(o.record.diagnostics[0].contains("the YAML pins WireGuard key QkFE"), "{:?}", o.record.diagnostics);
+        assert!(
+            o.record.diagnostics[0].contains("the YAML pins WireGuard key QkFE"),
+            "{:?}",
+            o.record.diagnostics
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -25,9 +25,14 @@ impl Repo {
     pub fn open(dir: &Path, source: &str, branch: &str) -> Result<Repo> {
         let mirror = match git2::Repository::open_bare(dir) {
             Ok(r) => r,
-            Err(_) => git2::Repository::init_bare(dir).with_context(|| format!("cannot create {}", dir.display()))?,
+            Err(_) => git2::Repository::init_bare(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?,
         };
-        Ok(Repo { mirror, source: source.to_string(), branch: branch.to_string() })
+        Ok(Repo {
+            mirror,
+            source: source.to_string(),
+            branch: branch.to_string(),
+        })
     }
 
     /// The local path to watch for filesystem events, when the source is local.
@@ -48,13 +53,29 @@ impl Repo {
             .mirror
             .find_reference(&format!("refs/heads/{}", self.branch))
             .with_context(|| format!("branch {} not found in {}", self.branch, self.source))?;
-        let commit = r.peel_to_commit()?;
+        self.snapshot(r.peel_to_commit()?)
+    }
+
+    /// The snapshot at a commit already in the mirror.
+    pub fn at(&self, commit: &str) -> Result<Snapshot> {
+        let oid = git2::Oid::from_str(commit)?;
+        self.snapshot(
+            self.mirror
+                .find_commit(oid)
+                .with_context(|| format!("commit {commit} is not in the mirror"))?,
+        )
+    }
+
+    fn snapshot(&self, commit: git2::Commit<'_>) -> Result<Snapshot> {
         let tree = commit.tree()?;
         let text = match tree.get_path(Path::new(crate::source::FILE)) {
             Ok(entry) => {
                 let blob = entry.to_object(&self.mirror)?.peel_to_blob()?;
                 if blob.size() > warren_model::load::MAX_BYTES {
-                    Some(String::from_utf8_lossy(&blob.content()[..warren_model::load::MAX_BYTES + 1]).into_owned())
+                    Some(
+                        String::from_utf8_lossy(&blob.content()[..warren_model::load::MAX_BYTES + 1])
+                            .into_owned(),
+                    )
                 } else {
                     Some(String::from_utf8_lossy(blob.content()).into_owned())
                 }

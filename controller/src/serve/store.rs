@@ -60,13 +60,20 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = Database::create(dir.join("controller.redb"))
-            .with_context(|| format!("cannot open the store in {} (is another controller running?)", dir.display()))?;
+        let db = Database::create(dir.join("controller.redb")).with_context(|| {
+            format!(
+                "cannot open the store in {} (is another controller running?)",
+                dir.display()
+            )
+        })?;
         let w = db.begin_write()?;
         w.open_table(KV)?;
         w.open_table(HISTORY)?;
         w.commit()?;
-        Ok(Store { db, dir: dir.to_path_buf() })
+        Ok(Store {
+            db,
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
@@ -165,7 +172,13 @@ impl Store {
             "at": now,
             "good_commit": self.good_commit()?,
             "last_commit": self.last_commit()?,
-            "hosts": self.hosts()?.into_iter().map(|(k, mut h)| { h.desired = None; (k, h) }).collect::<BTreeMap<_, _>>(),
+            "hosts": self.hosts()?.into_iter().map(|(k, mut h)| {
+                let desired = h.desired.take().map(|d| (d.envelope.serial, d.envelope.commit));
+                let mut v = serde_json::to_value(&h).unwrap_or_default();
+                v["desired_serial"] = serde_json::json!(desired.as_ref().map(|d| d.0));
+                v["plan_commit"] = serde_json::json!(desired.map(|d| d.1));
+                (k, v)
+            }).collect::<BTreeMap<_, _>>(),
             "history": self.history(20)?,
         });
         let tmp = self.dir.join("status.json.tmp");
@@ -190,7 +203,15 @@ mod tests {
             assert_eq!(s.next_serial("router").unwrap(), 1);
             assert_eq!(s.next_serial("router").unwrap(), 2);
             assert_eq!(s.next_serial("gateway").unwrap(), 1);
-            s.record(&CommitRecord { commit: "a".into(), summary: "s".into(), at: 1, outcome: "invalid".into(), diagnostics: vec!["d".into()], pushed: BTreeMap::new() }).unwrap();
+            s.record(&CommitRecord {
+                commit: "a".into(),
+                summary: "s".into(),
+                at: 1,
+                outcome: "invalid".into(),
+                diagnostics: vec!["d".into()],
+                pushed: BTreeMap::new(),
+            })
+            .unwrap();
         }
         let s = Store::open(&d).unwrap();
         assert_eq!(s.next_serial("router").unwrap(), 3);

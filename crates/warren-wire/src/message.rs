@@ -1,0 +1,73 @@
+//! The messages controller and agents exchange, whichever side dialed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the message protocol, carried in [`Message::Hello`]. Peers with
+/// different versions refuse each other (with a `Bye` giving the reason).
+///
+/// Compatible changes (a new field with a `#[serde(default)]`) keep the
+/// version; a new message type or a changed meaning bumps it, because an
+/// unknown message type is a protocol error.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One message. On the wire it is JSON, adjacently tagged:
+/// `{"type":"confirm","body":{"serial":7}}`.
+///
+/// Direction is a convention of the protocol, not of the transport: the agent
+/// sends `Keys` and `Report`, the controller sends `Plan` and `Confirm`,
+/// either sends `Hello` (first, both ways), `Ping`/`Pong` and `Bye`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Message {
+    /// First message each way: the protocol version and the sender's host name.
+    Hello { version: u32, host: String },
+    /// Agent -> controller: its identity (`ssh-ed25519 …`) and one WireGuard
+    /// public key per interface.
+    Keys {
+        identity: String,
+        wireguard: BTreeMap<String, String>,
+    },
+    /// Agent -> controller: an agent report, opaque to the wire.
+    Report(serde_json::Value),
+    /// Controller -> agent: a signed plan (the agent verifies it; the wire does not).
+    Plan(Box<warren_plan::SignedPlan>),
+    /// Controller -> agent: the plan with this serial is confirmed.
+    Confirm { serial: u64 },
+    /// Liveness probe; the connection answers it itself (see [`crate::Connection`]).
+    Ping { n: u64 },
+    /// Answer to `Ping`.
+    Pong { n: u64 },
+    /// The sender is closing the session, and why.
+    Bye { reason: String },
+}
+
+/// Every message type name this version knows (the `type` tag).
+pub const MESSAGE_TYPES: &[&str] = &[
+    "hello", "keys", "report", "plan", "confirm", "ping", "pong", "bye",
+];
+
+impl Message {
+    /// The `type` tag of this message on the wire (for logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Keys { .. } => "keys",
+            Message::Report(_) => "report",
+            Message::Plan(_) => "plan",
+            Message::Confirm { .. } => "confirm",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::Bye { .. } => "bye",
+        }
+    }
+
+    /// Our `Hello`.
+    pub fn hello(host: &str) -> Self {
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            host: host.to_string(),
+        }
+    }
+}
