@@ -96,6 +96,9 @@ enum Cmd {
         /// Seconds an agent waits for confirmation before rolling back.
         #[arg(long, default_value_t = 60)]
         confirm_secs: u32,
+        /// Do not watch a local repository for filesystem events.
+        #[arg(long)]
+        no_fs_watch: bool,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
@@ -356,6 +359,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             http,
             webhook_secret_file,
             confirm_secs,
+            no_fs_watch,
             log_format,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
@@ -386,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 http,
                 webhook_secret,
                 confirm_secs,
+                fs_watch: !no_fs_watch,
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::serve(opts))?;

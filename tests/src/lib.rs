@@ -5,6 +5,7 @@
 // Test support fails loudly: a panic here is a failed test with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 pub mod lab;
+pub mod world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,15 +21,20 @@ pub fn root() -> PathBuf {
 /// A workspace binary (`warren-agent`, `warren-controller`) next to the
 /// running test executable; `./test.sh` builds them before the tests run.
 pub fn bin(name: &str) -> PathBuf {
+    // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo build --workspace --bins` (./test.sh does)",
-        p.display()
-    );
-    p
+    let here = exe.parent().expect("exe dir");
+    let candidates = [
+        here.join(name),
+        here.parent().map(|p| p.join(name)).unwrap_or_default(),
+    ];
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is not built next to {}: run `cargo build --workspace --bins` (./test.sh does)",
+            exe.display()
+        )
+    })
 }
 
 /// Every example directory holding a `warren.yaml`, sorted by name.

@@ -27,6 +27,7 @@ pub struct Options {
     pub http: Option<SocketAddr>,
     pub webhook_secret: Option<Vec<u8>>,
     pub confirm_secs: u32,
+    pub fs_watch: bool,
 }
 
 /// Everything the main loop reacts to.
@@ -367,7 +368,7 @@ pub async fn serve(opts: Options) -> Result<()> {
         }
     });
     // Filesystem events on a local source.
-    let _watcher = match repo.local_path() {
+    let _watcher = match repo.local_path().filter(|_| opts.fs_watch) {
         Some(p) => {
             use notify::Watcher;
             let t = tx.clone();
