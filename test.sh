@@ -16,3 +16,5 @@ echo "== cargo build (the end-to-end tests run the agent and controller binaries
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== figures (printed, not asserted): push-to-applied and throughput in the namespace lab"
+target/debug/bench-push 5

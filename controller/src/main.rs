@@ -69,6 +69,9 @@ enum Cmd {
         rev: Option<String>,
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// Use the WireGuard keys agents reported to the service in this state dir.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Print the JSON Schema of warren.yaml.
     Schema,
@@ -274,12 +277,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             client,
             rev,
             keys,
+            state_dir,
         } => {
             let (_, cfg) = match load(&path, rev.as_deref())? {
                 Ok(x) => x,
                 Err(code) => return Ok(code),
             };
-            let kb = keybook(&cfg, keys.as_ref())?;
+            let mut kb = keybook(&cfg, keys.as_ref())?;
+            if let Some(dir) = state_dir {
+                let p = dir.join("status.json");
+                let text =
+                    std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))?;
+                for (host, h) in v["hosts"].as_object().into_iter().flatten() {
+                    for (iface, k) in h["wireguard"].as_object().into_iter().flatten() {
+                        if let Some(k) = k.as_str() {
+                            kb.insert(host, iface, k);
+                        }
+                    }
+                }
+            }
             match warren_compiler::client_config(&cfg, &kb, &client) {
                 Some(s) => {
                     print!("{s}");

@@ -54,6 +54,8 @@ pub struct World {
     pub work: PathBuf,
     pub controller: Option<u32>,
     pub agents: Vec<u32>,
+    /// The phone's WireGuard private key (generated here, as on a real phone).
+    pub phone_private: String,
 }
 
 impl World {
@@ -93,7 +95,11 @@ impl World {
             .unwrap();
             ids.push(j["identity"].as_str().unwrap().to_string());
         }
-        let seed = std::fs::read_to_string(root().join("examples/seed/warren.yaml")).unwrap();
+        let phone_private = wg_genkey();
+        let phone_public = wg_pubkey(&phone_private);
+        let seed = std::fs::read_to_string(root().join("examples/seed/warren.yaml"))
+            .unwrap()
+            .replace("m1DGJ0bJ2yKrgJrnDmg7cEjp3X0MDn2xAPUPdL9ARxg=", &phone_public);
         let yaml = seed
             .replace("    management: [2222/tcp]", &format!("    management: [2222/tcp, 7701/tcp]   # SSH, and the controller for agents that dial in\n    agent: {{ address: \"127.0.0.1:7700\", identity: \"{}\" }}", ids[0]))
             .replace("    uplink: eth0 ", &format!("    agent: {{ identity: \"{}\" }}   # dials the controller\n    uplink: eth0 ", ids[1]));
@@ -118,6 +124,7 @@ impl World {
             work,
             controller: None,
             agents: vec![],
+            phone_private,
         }
     }
 
@@ -238,6 +245,58 @@ impl World {
             .as_u64()
             .unwrap_or(0)
     }
+}
+
+impl World {
+    /// The phone's private VPN, as a user brings it up: the controller's
+    /// client config (with the keys the agents reported), the phone's own
+    /// private key filled in, and plain `wg-quick up` (userspace fallback).
+    pub fn phone_vpn_up(&self) -> String {
+        let o = Command::new(bin("warren-controller"))
+            .arg("client-config")
+            .arg(&self.work)
+            .arg("phone")
+            .arg("--state-dir")
+            .arg(self.dir.join("controller"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "client-config: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let conf = String::from_utf8(o.stdout).unwrap();
+        assert!(!conf.contains("awaiting"), "the router's key is known: {conf}");
+        let conf = conf.replace("<this device's private key>", &self.phone_private);
+        let path = self.dir.join("wgp.conf");
+        std::fs::write(&path, &conf).unwrap();
+        let p = path.display().to_string();
+        self.lab.ok("phone", &["wg-quick", "up", &p]);
+        conf
+    }
+}
+
+fn wg_genkey() -> String {
+    let o = Command::new("wg")
+        .arg("genkey")
+        .output()
+        .expect("wg genkey (wireguard-tools)");
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn wg_pubkey(private: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(private.as_bytes()).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 impl Drop for World {
