@@ -19,6 +19,17 @@ mod store;
 mod sys;
 mod transport;
 
+/// Print to stdout; a closed pipe (`| head`) ends the program quietly
+/// instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{ApplyError, Engine};
@@ -120,12 +131,12 @@ fn main() -> ExitCode {
 
 fn print_changes(changes: &[warren_plan::Change], format: Format) -> Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(changes)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(changes)?),
         Format::Text => {
             for c in changes {
-                println!("{c}");
+                outln!("{c}");
             }
-            println!("{} operations", changes.len());
+            outln!("{} operations", changes.len());
         }
     }
     Ok(())
@@ -151,9 +162,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match e.apply_signed(sp, true) {
                 Ok(changes) => {
                     for c in &changes {
-                        println!("{c}");
+                        outln!("{c}");
                     }
-                    println!("{} operations ({} writes)", changes.len(), e.sys.writes);
+                    outln!("{} operations ({} writes)", changes.len(), e.sys.writes);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(ApplyError::Rejected(err)) => {
@@ -203,14 +214,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let plans: Vec<&warren_plan::Plan> = applied.iter().map(|a| &a.signed.plan).collect();
             let st = e.observe(&plans)?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&st)?),
                 Format::Text => {
                     for (k, v) in &st.sysctls {
-                        println!("sysctl {k} = {v}");
+                        outln!("sysctl {k} = {v}");
                     }
                     for (n, i) in &st.interfaces {
                         let a: Vec<String> = i.addresses.iter().map(|c| c.to_string()).collect();
-                        println!(
+                        outln!(
                             "interface {n} {} mtu {} listen-port {} address {} public-key {}",
                             if i.up { "up" } else { "down" },
                             i.mtu,
@@ -220,7 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         );
                         for p in &i.peers {
                             let ips: Vec<String> = p.allowed_ips.iter().map(|c| c.to_string()).collect();
-                            println!(
+                            outln!(
                                 "  peer {} endpoint {} allowed-ips {} handshake {}",
                                 p.public_key,
                                 p.endpoint.as_deref().unwrap_or("-"),
@@ -230,10 +241,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         }
                     }
                     for r in &st.routes {
-                        println!("route {} dev {} table {}", r.dst, r.dev, r.table);
+                        outln!("route {} dev {} table {}", r.dst, r.dev, r.table);
                     }
                     for r in &st.rules {
-                        println!(
+                        outln!(
                             "rule {}: from {} fwmark {} lookup {}",
                             r.priority,
                             r.from.map_or("all".into(), |f| f.to_string()),
@@ -241,7 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             r.table
                         );
                     }
-                    println!(
+                    outln!(
                         "nft table ip warren: {}",
                         if st.nft.is_some() { "present" } else { "absent" }
                     );
@@ -257,16 +268,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let wg = keys::wg_public_keys(dir)?;
             match format {
-                Format::Json => println!(
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({ "host": e.cfg.host, "identity": identity, "wireguard": wg })
                     )?
                 ),
                 Format::Text => {
-                    println!("identity {identity}");
+                    outln!("identity {identity}");
                     for (i, k) in wg {
-                        println!("wireguard {i} {k}");
+                        outln!("wireguard {i} {k}");
                     }
                 }
             }
@@ -298,8 +309,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Report => {
             match e.store.last_report()? {
-                Some(r) => println!("{}", serde_json::to_string_pretty(&r)?),
-                None => println!("no report yet"),
+                Some(r) => outln!("{}", serde_json::to_string_pretty(&r)?),
+                None => outln!("no report yet"),
             }
             Ok(ExitCode::SUCCESS)
         }

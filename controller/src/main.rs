@@ -8,6 +8,25 @@ mod keys;
 mod serve;
 mod source;
 
+/// Print to stdout; a closed pipe (`| head`) ends the program quietly
+/// instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -207,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("{}: {e}", src.name);
                 return Ok(ExitCode::from(1));
             }
-            println!(
+            outln!(
                 "{}: valid ({} hosts, {} forwards, {} private VPN clients)",
                 src.name,
                 cfg.hosts.len(),
@@ -250,10 +269,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .collect();
             match format {
                 Format::Text => {
-                    println!("# commit {}", src.commit);
+                    outln!("# commit {}", src.commit);
                     for (_, p) in selected {
-                        println!();
-                        print!("{}", p.render_text());
+                        outln!();
+                        out!("{}", p.render_text());
                     }
                 }
                 Format::Json => {
@@ -267,7 +286,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         })
                         .collect();
                     let out = serde_json::json!({ "commit": src.commit, "hosts": hosts });
-                    println!("{}", serde_json::to_string_pretty(&out)?);
+                    outln!("{}", serde_json::to_string_pretty(&out)?);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -300,7 +319,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             match warren_compiler::client_config(&cfg, &kb, &client) {
                 Some(s) => {
-                    print!("{s}");
+                    out!("{s}");
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
@@ -311,7 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Keygen { out } => {
             let k = keys::generate(&out)?;
-            println!("{}", keys::public_b64(&k));
+            outln!("{}", keys::public_b64(&k));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sign {
@@ -360,7 +379,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let file = out.join(format!("{name}.plan.json"));
                 std::fs::write(&file, warren_plan::canonical(&sp))
                     .with_context(|| format!("cannot write {}", file.display()))?;
-                println!(
+                outln!(
                     "{} serial {serial} sha256 {}",
                     file.display(),
                     sp.envelope.plan_sha256
@@ -416,7 +435,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Status { state_dir, format } => status(&state_dir, format),
         Cmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&warren_model::json_schema())?);
+            outln!("{}", serde_json::to_string_pretty(&warren_model::json_schema())?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -484,7 +503,7 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
     let last = v["history"].get(0).cloned().unwrap_or(serde_json::Value::Null);
     match format {
         Format::Json => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &serde_json::json!({ "desired_commit": good, "last_commit": last, "hosts": hosts })
@@ -492,7 +511,7 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
             )
         }
         Format::Text => {
-            println!(
+            outln!(
                 "desired commit {}",
                 if good.is_empty() {
                     "(none)".into()
@@ -501,18 +520,21 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
                 }
             );
             if last.is_object() && last["outcome"] != "compiled" && last["outcome"] != "unchanged" {
-                println!(
+                outln!(
                     "newest commit {} was refused ({}):",
                     short(last["commit"].as_str().unwrap_or("")),
                     last["outcome"].as_str().unwrap_or("")
                 );
                 for d in last["diagnostics"].as_array().into_iter().flatten() {
-                    println!("  {}", d.as_str().unwrap_or("").replace('\n', "\n  "));
+                    outln!("  {}", d.as_str().unwrap_or("").replace('\n', "\n  "));
                 }
             }
-            println!(
+            outln!(
                 "{:<12} {:<12} {:<14} {:<10} drift / error",
-                "host", "state", "applied", "last seen"
+                "host",
+                "state",
+                "applied",
+                "last seen"
             );
             for (name, h) in &hosts {
                 let seen = h["last_seen"]
@@ -528,7 +550,7 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
                         .map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
                         .unwrap_or_default()
                 });
-                println!(
+                outln!(
                     "{name:<12} {:<12} {applied:<14} {seen:<10} {extra}",
                     h["state"].as_str().unwrap_or("")
                 );
