@@ -15,6 +15,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the end-to-end tests run the agent and controller binaries)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== figures (printed, not asserted): push-to-applied and throughput in the namespace lab"
 target/debug/bench-push 5
+# The closing line: totals of every cargo test binary above.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
