@@ -4,8 +4,6 @@
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -20,17 +18,7 @@ fn write_secret(path: &Path, bytes: &[u8; 32]) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    writeln!(f, "{}", B64.encode(bytes))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    crate::store::write_atomic(path, format!("{}\n", B64.encode(bytes)).as_bytes())
 }
 
 fn read_secret(path: &Path) -> Result<Option<[u8; 32]>> {

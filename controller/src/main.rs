@@ -195,6 +195,27 @@ fn load(
     })
 }
 
+/// Load, validate and compile: the plans, or the exit code after printing why not.
+type Plans = std::collections::BTreeMap<String, warren_plan::Plan>;
+fn compiled(
+    path: &std::path::Path,
+    rev: Option<&str>,
+    keys: Option<&PathBuf>,
+) -> Result<Result<(source::Source, Plans), ExitCode>> {
+    let (src, cfg) = match load(path, rev)? {
+        Ok(x) => x,
+        Err(code) => return Ok(Err(code)),
+    };
+    let kb = keybook(&cfg, keys)?;
+    match compile(&cfg, &kb) {
+        Ok(p) => Ok(Ok((src, p))),
+        Err(e) => {
+            eprintln!("{}: {e}", src.name);
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
+
 fn keybook(cfg: &warren_model::Config, file: Option<&PathBuf>) -> Result<KeyBook> {
     let mut kb = KeyBook::pinned(cfg);
     if let Some(f) = file {
@@ -242,17 +263,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             keys,
         } => {
-            let (src, cfg) = match load(&path, rev.as_deref())? {
+            let (src, plans) = match compiled(&path, rev.as_deref(), keys.as_ref())? {
                 Ok(x) => x,
                 Err(code) => return Ok(code),
-            };
-            let kb = keybook(&cfg, keys.as_ref())?;
-            let plans = match compile(&cfg, &kb) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("{}: {e}", src.name);
-                    return Ok(ExitCode::from(1));
-                }
             };
             if let Some(h) = &host {
                 if !plans.contains_key(h) {
@@ -345,17 +358,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             allow_pending,
         } => {
             let signing = keys::load(&key)?;
-            let (src, cfg) = match load(&path, rev.as_deref())? {
+            let (src, plans) = match compiled(&path, rev.as_deref(), keyfile.as_ref())? {
                 Ok(x) => x,
                 Err(code) => return Ok(code),
-            };
-            let kb = keybook(&cfg, keyfile.as_ref())?;
-            let plans = match compile(&cfg, &kb) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("{}: {e}", src.name);
-                    return Ok(ExitCode::from(1));
-                }
             };
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             let now = std::time::SystemTime::now()
