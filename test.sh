@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/deps.sh
-warren_install_deps
+warren_install_deps test
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,14 +1,27 @@
-# Sourced by test.sh and demo.sh: install the Debian packages Warren's tests
-# and lab need, if missing. Needs root (every Warren machine runs as root).
+# Sourced by test.sh and demo.sh: install the Debian packages Warren needs,
+# if missing. Needs root (every Warren machine runs as root).
+#   warren_install_deps        build + lab: what ./demo.sh needs
+#   warren_install_deps test   also an OpenSSH server (the ssh:// repo test
+#                              runs its own sshd; the system one is not started)
 warren_install_deps() {
-    local need=() p
-    for p in nftables iproute2 wireguard-go wireguard-tools git ca-certificates; do
+    local need=() p pkgs
+    # Build: libgit2's https/ssh transports need OpenSSL. Lab: WireGuard
+    # (userspace), nftables, iproute2, git.
+    pkgs="nftables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
+    [ "${1:-}" = test ] && pkgs="$pkgs openssh-server"
+    for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     if ((${#need[@]})); then
         echo "== installing Debian packages: ${need[*]}"
         apt-get update -qq
+        # Do not start services (sshd) while installing: policy-rc.d says no.
+        local policy=/usr/sbin/policy-rc.d made=
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        [ -n "$made" ] && rm -f "$policy"
     fi
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; return 1; }
 }

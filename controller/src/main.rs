@@ -121,6 +121,12 @@ enum Cmd {
         /// Do not watch a local repository for filesystem events.
         #[arg(long)]
         no_fs_watch: bool,
+        /// ssh remotes: the private key to fetch with (a deploy key).
+        #[arg(long)]
+        repo_ssh_key: Option<PathBuf>,
+        /// ssh remotes: the server's pinned host key, `ssh-ed25519 AAAA…`.
+        #[arg(long)]
+        repo_host_key: Option<String>,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
@@ -402,6 +408,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             webhook_secret_file,
             confirm_secs,
             no_fs_watch,
+            repo_ssh_key,
+            repo_host_key,
             log_format,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
@@ -433,6 +441,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 webhook_secret,
                 confirm_secs,
                 fs_watch: !no_fs_watch,
+                access: serve::repo::Access {
+                    ssh_key: repo_ssh_key,
+                    host_key: repo_host_key,
+                },
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::serve(opts))?;

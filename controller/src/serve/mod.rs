@@ -28,6 +28,7 @@ pub struct Options {
     pub webhook_secret: Option<Vec<u8>>,
     pub confirm_secs: u32,
     pub fs_watch: bool,
+    pub access: repo::Access,
 }
 
 /// Everything the main loop reacts to.
@@ -353,7 +354,12 @@ pub async fn serve(opts: Options) -> Result<()> {
     for (h, _) in store.hosts()? {
         store.update_host(&h, |r| r.connected = false)?;
     }
-    let repo = repo::Repo::open(&opts.state_dir.join("mirror.git"), &opts.source, &opts.branch)?;
+    let repo = repo::Repo::open(
+        &opts.state_dir.join("mirror.git"),
+        &opts.source,
+        &opts.branch,
+        opts.access.clone(),
+    )?;
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
 
     // Polling.
