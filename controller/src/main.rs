@@ -479,7 +479,10 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
     for (name, h) in v["hosts"].as_object().into_iter().flatten() {
         // In sync = running the serial of its current desired plan. A host whose
         // plan a newer commit did not change is in sync at that commit too.
-        let synced = h["applied_serial"].is_u64() && h["applied_serial"] == h["desired_serial"];
+        // A plan still awaiting peer keys is not the whole desired state yet.
+        let awaiting_keys = h["pending_keys"].as_u64().unwrap_or(0) > 0;
+        let synced =
+            h["applied_serial"].is_u64() && h["applied_serial"] == h["desired_serial"] && !awaiting_keys;
         let applied = if synced {
             good
         } else {
@@ -514,6 +517,7 @@ fn status(dir: &std::path::Path, format: Format) -> Result<ExitCode> {
                 "last_seen": h["last_seen"],
                 "drift": drift,
                 "error": h["error"],
+                "awaiting_keys": awaiting_keys,
             }),
         );
     }

@@ -248,6 +248,35 @@ impl World {
 }
 
 impl World {
+    /// Both hosts in sync at `commit` with the same serials for a whole
+    /// second: the first convergence's key exchange has finished.
+    pub fn wait_settled(&self, commit: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            self.wait_in_sync(
+                commit,
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            );
+            let now = (self.serial("gateway"), self.serial("router"));
+            if last == Some(now) {
+                return;
+            }
+            last = Some(now);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// In sync means applied; wait for the WAN VPN's first handshake too.
+    pub fn wait_tunnel(&self) {
+        Lab::wait_for("the WAN VPN handshake", Duration::from_secs(15), || {
+            let out = self
+                .lab
+                .ok("gateway", &["wg", "show", "wg0", "latest-handshakes"]);
+            out.split_whitespace().nth(1).is_some_and(|t| t != "0")
+        });
+    }
+
     /// The phone's private VPN, as a user brings it up: the controller's
     /// client config (with the keys the agents reported), the phone's own
     /// private key filled in, and plain `wg-quick up` (userspace fallback).

@@ -27,6 +27,7 @@ fn a_push_reaches_both_agents_in_both_directions_and_survives_a_restart() {
     });
 
     // A new forward: pushed, applied, confirmed; the gateway needs no new plan.
+    w.wait_settled(&c1, Duration::from_secs(20));
     let gw_serial = w.serial("gateway");
     let rt_serial = w.serial("router");
     let c2 = w.push(

@@ -16,6 +16,7 @@ fn up(tag: &str) -> World {
     w.start_controller();
     let c = w.head();
     w.wait_in_sync(&c, Duration::from_secs(60));
+    w.wait_tunnel();
     w
 }
 

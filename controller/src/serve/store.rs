@@ -173,10 +173,13 @@ impl Store {
             "good_commit": self.good_commit()?,
             "last_commit": self.last_commit()?,
             "hosts": self.hosts()?.into_iter().map(|(k, mut h)| {
+                let pending = h.desired.as_ref().map_or(0, |d| d.plan.pending_keys().len());
                 let desired = h.desired.take().map(|d| (d.envelope.serial, d.envelope.commit));
                 let mut v = serde_json::to_value(&h).unwrap_or_default();
                 v["desired_serial"] = serde_json::json!(desired.as_ref().map(|d| d.0));
                 v["plan_commit"] = serde_json::json!(desired.map(|d| d.1));
+                // Peers whose keys the agents have not reported yet.
+                v["pending_keys"] = serde_json::json!(pending);
                 (k, v)
             }).collect::<BTreeMap<_, _>>(),
             "history": self.history(20)?,

@@ -20,6 +20,7 @@ fn main() {
     w.start_controller();
     let c = w.head();
     w.wait_in_sync(&c, Duration::from_secs(60));
+    w.wait_tunnel();
     let mut times = Vec::new();
     for i in 0..rounds {
         let port = 30000 + i;

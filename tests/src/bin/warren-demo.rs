@@ -42,6 +42,7 @@ fn main() {
     w.start_controller();
     let c = w.head();
     w.wait_in_sync(&c, Duration::from_secs(60));
+    w.wait_tunnel();
     step(&format!(
         "both hosts in sync at commit {} (keys exchanged, plans signed, applied, confirmed)",
         &c[..12]
