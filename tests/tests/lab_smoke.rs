@@ -173,11 +173,20 @@ fn stale_labs_of_dead_processes_are_cleaned_up() {
     let _ = std::process::Command::new("mount")
         .args(["--bind", &d, &d])
         .status();
-    assert!(std::process::Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap()
-        .success());
+    // Setup races with parallel tests' sweeps of /run/netns: retry briefly.
+    let mut last = String::new();
+    let added = (0..20).any(|_| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &ns])
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.success() || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(added, "ip netns add {ns}: {last}");
     // A live lab of ours must survive the sweep.
     let lab = Lab::new();
     cleanup_stale();
