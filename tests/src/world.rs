@@ -267,6 +267,12 @@ impl World {
         }
     }
 
+    /// Push a commit adding the forward `name: { port: PORT, to: TO }`.
+    pub fn push_forward(&self, name: &str, port: &str, to: &str) -> String {
+        let line = format!("forwards:\n  {name}: {{ port: {port}, to: {to} }}\n");
+        self.push(|y| y.replacen("forwards:\n", &line, 1), name)
+    }
+
     /// In sync means applied; wait for the WAN VPN's first handshake too.
     pub fn wait_tunnel(&self) {
         Lab::wait_for("the WAN VPN handshake", Duration::from_secs(15), || {

@@ -30,15 +30,7 @@ fn a_push_reaches_both_agents_in_both_directions_and_survives_a_restart() {
     w.wait_settled(&c1, Duration::from_secs(20));
     let gw_serial = w.serial("gateway");
     let rt_serial = w.serial("router");
-    let c2 = w.push(
-        |y| {
-            y.replace(
-                "forwards:\n",
-                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
-            )
-        },
-        "blog",
-    );
+    let c2 = w.push_forward("blog", "8080/tcp", "192.168.16.10");
     w.wait_in_sync(&c2, Duration::from_secs(15));
     assert_eq!(
         w.serial("gateway"),
@@ -123,15 +115,7 @@ fn webhook_triggers_a_fetch_and_the_controller_survives_bad_peers_and_lost_agent
         "HTTP/1.1 200 OK"
     );
 
-    let c2 = w.push(
-        |y| {
-            y.replace(
-                "forwards:\n",
-                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
-            )
-        },
-        "blog",
-    );
+    let c2 = w.push_forward("blog", "8080/tcp", "192.168.16.10");
     let body = r#"{"ref":"refs/heads/main","after":"x"}"#;
     assert_eq!(
         w.webhook(body, Some("sha256=0000"), "d1"),

@@ -85,15 +85,7 @@ fn pushes_add_and_remove_forwards_without_breaking_connections_and_drift_is_show
     let held = w.lab.hold("phone", "203.0.113.10", 25565);
     Lab::wait_for("the held connection", Duration::from_secs(5), || held.alive());
 
-    let c2 = w.push(
-        |y| {
-            y.replace(
-                "forwards:\n",
-                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
-            )
-        },
-        "add blog",
-    );
+    let c2 = w.push_forward("blog", "8080/tcp", "192.168.16.10");
     w.wait_in_sync(&c2, Duration::from_secs(10));
     let _server = w.lab.listen("server", 8080);
     assert!(
