@@ -71,8 +71,8 @@ pub fn wg_public_keys(state: &Path) -> Result<std::collections::BTreeMap<String,
     Ok(m)
 }
 
-/// The agent's identity, as an OpenSSH public key line.
-pub fn ensure_identity(state: &Path) -> Result<String> {
+/// The agent's identity key, created on first use.
+pub fn identity_signing_key(state: &Path) -> Result<ed25519_dalek::SigningKey> {
     let p = state.join("identity.key");
     let seed = match read_secret(&p)? {
         Some(b) => b,
@@ -83,21 +83,12 @@ pub fn ensure_identity(state: &Path) -> Result<String> {
             b
         }
     };
-    let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .verifying_key()
-        .to_bytes();
-    let mut blob = Vec::new();
-    for part in [&b"ssh-ed25519"[..], &pk[..]] {
-        blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        blob.extend_from_slice(part);
-    }
-    Ok(format!("ssh-ed25519 {}", B64.encode(blob)))
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
-/// The identity as a signing key (for the SSH transport).
-pub fn identity_signing_key(state: &Path) -> Result<ed25519_dalek::SigningKey> {
-    ensure_identity(state)?;
-    let seed =
-        read_secret(&state.join("identity.key"))?.ok_or_else(|| anyhow::anyhow!("identity key vanished"))?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+/// The agent's identity, as an OpenSSH public key line.
+pub fn ensure_identity(state: &Path) -> Result<String> {
+    Ok(warren_wire::openssh_public_key(
+        &identity_signing_key(state)?.verifying_key(),
+    ))
 }

@@ -7,21 +7,15 @@
 use crate::config::{Config, Link};
 use crate::store::Store;
 use anyhow::{anyhow, Result};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use warren_wire::{Connection, Message};
-
-fn identity(cfg: &Config) -> Result<ed25519_dalek::SigningKey> {
-    crate::keys::ensure_identity(&cfg.state_dir)?;
-    crate::keys::identity_signing_key(&cfg.state_dir)
-}
 
 /// Start the transport thread if the configuration names a controller.
 pub fn spawn(cfg: &Config) -> Result<()> {
     let Some(link) = cfg.controller.clone() else {
         return Ok(());
     };
-    let key = identity(cfg)?;
+    let key = crate::keys::identity_signing_key(&cfg.state_dir)?;
     let trusted = cfg.trusted()?;
     let host = cfg.host.clone();
     let dir = cfg.state_dir.clone();
@@ -103,20 +97,15 @@ async fn run(
     }
 }
 
-fn keys(dir: &std::path::Path) -> Result<(String, BTreeMap<String, String>)> {
-    Ok((
-        crate::keys::ensure_identity(dir)?,
-        crate::keys::wg_public_keys(dir)?,
-    ))
-}
-
 /// One session: hello, keys, then plans and confirmations in, reports out.
 async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<()> {
     let store = Store::open(dir)?;
     let mut conn = conn;
     let peer = conn.hello(host).await?;
     tracing::info!(peer, "session up");
-    let (identity, wg) = keys(dir)?;
+    // The identity is constant; only WireGuard keys appear over time.
+    let identity = crate::keys::ensure_identity(dir)?;
+    let wg = crate::keys::wg_public_keys(dir)?;
     let mut sent_keys = wg.clone();
     conn.send(Message::Keys {
         identity: identity.clone(),
@@ -149,7 +138,7 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
                     conn.send(Message::Report(v)).await?;
                     let _ = std::fs::remove_file(&f);
                 }
-                let (_, wg) = keys(dir)?;
+                let wg = crate::keys::wg_public_keys(dir)?;
                 if wg != sent_keys {
                     conn.send(Message::Keys { identity: identity.clone(), wireguard: wg.clone() }).await?;
                     sent_keys = wg;

@@ -6,7 +6,6 @@
 
 use super::{Event, FromAgent, Options, Outgoing};
 use anyhow::Result;
-use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,14 +14,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use warren_wire::Message;
-
-/// `ssh-ed25519 AAAA…` -> the ed25519 key.
-pub fn parse_identity(s: &str) -> Option<VerifyingKey> {
-    let b64 = s.split_whitespace().nth(1)?;
-    let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let raw: [u8; 32] = blob.get(19..51)?.try_into().ok()?;
-    VerifyingKey::from_bytes(&raw).ok()
-}
 
 #[derive(Default, Debug)]
 struct Inner {
@@ -41,7 +32,11 @@ impl Agents {
         let mut inner = Inner::default();
         for h in cfg.hosts.values() {
             let Some(a) = &h.agent else { continue };
-            let Some(key) = a.identity.as_deref().and_then(parse_identity) else {
+            let Some(key) = a
+                .identity
+                .as_deref()
+                .and_then(|k| warren_wire::parse_public_key(k).ok())
+            else {
                 continue;
             };
             inner.identities.insert(key.to_bytes(), h.name.clone());

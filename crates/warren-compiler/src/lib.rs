@@ -9,7 +9,6 @@
 //! must not read files, clocks or the network. Peer keys come in a [`KeyBook`].
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use warren_model::model::{Config, DriftPolicy, Forward, Host, Platform as MPlatform, Proto, Role};
 use warren_model::net::Ipv4Cidr;
 use warren_model::WG_OVERHEAD;
@@ -552,9 +551,4 @@ pub fn client_config(cfg: &Config, keys: &KeyBook, client: &str) -> Option<Strin
         s.push_str(&format!("PersistentKeepalive = {}\n", c.keepalive));
     }
     Some(s)
-}
-
-/// Convenience for tests and tools: the router's tunnel address.
-pub fn router_tunnel_address(cfg: &Config) -> Ipv4Addr {
-    cfg.wan.router_address
 }
