@@ -131,11 +131,11 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
             _ = tick.tick() => {
                 for f in store.outbox() {
                     let Ok(bytes) = std::fs::read(&f) else { continue };
-                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    let Ok(r) = serde_json::from_slice::<warren_wire::Report>(&bytes) else {
                         let _ = std::fs::remove_file(&f);
                         continue;
                     };
-                    conn.send(Message::Report(v)).await?;
+                    conn.send(Message::Report(Box::new(r))).await?;
                     let _ = std::fs::remove_file(&f);
                 }
                 let wg = crate::keys::wg_public_keys(dir)?;

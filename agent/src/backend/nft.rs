@@ -11,7 +11,7 @@ use warren_plan::{NftState, Op, State};
 
 pub struct Nft;
 
-pub const TABLE: &str = "warren";
+pub use warren_plan::nft::TABLE;
 
 pub use warren_plan::nft::normalize_listing as normalize;
 

@@ -164,7 +164,7 @@ async fn session(mut conn: warren_wire::Connection, expected: Option<String>, tx
                     let _ = tx.send(Event::FromAgent { host: host.clone(), msg: FromAgent::Keys { identity, wireguard } }).await;
                 }
                 Ok(Some(Message::Report(r))) => {
-                    let _ = tx.send(Event::FromAgent { host: host.clone(), msg: FromAgent::Report(r) }).await;
+                    let _ = tx.send(Event::FromAgent { host: host.clone(), msg: FromAgent::Report(serde_json::to_value(&*r).unwrap_or_default()) }).await;
                 }
                 Ok(Some(Message::Bye { reason })) => break format!("agent said bye: {reason}"),
                 Ok(Some(other)) => tracing::debug!(host, "ignoring {other:?}"),

@@ -17,8 +17,7 @@ use warren_plan::nft::{
 };
 use warren_plan::{Drift, Firewall, PeerKey, Plan, Platform, PolicyRule, Route, WgInterface, WgPeer, FORMAT};
 
-/// Name of the nftables table Warren owns on every Linux host.
-pub const TABLE: &str = "warren";
+pub use warren_plan::nft::TABLE;
 
 /// WireGuard public keys by (host, interface): pinned in the YAML, or
 /// reported by agents (the controller adds those).

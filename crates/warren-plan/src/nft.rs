@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
+/// The name of Warren's own nftables table (`table ip warren`): the only
+/// table an agent creates, reads back, replaces or deletes.
+pub const TABLE: &str = "warren";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum L4 {

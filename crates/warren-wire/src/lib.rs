@@ -3,7 +3,8 @@
 //!
 //! What this crate owns:
 //!
-//! - the [`Message`] set and its JSON encoding, with [`PROTOCOL_VERSION`]
+//! - the [`Message`] set and its JSON encoding, including the typed agent
+//!   [`Report`] and its [`Outcome`] both binaries share, with [`PROTOCOL_VERSION`]
 //!   checked by the [`Connection::hello`] exchange;
 //! - framing ([`write_message`], [`read_message`]): a 4-byte big-endian
 //!   length and a JSON payload of at most [`MAX_FRAME`] bytes; a bad frame
@@ -30,6 +31,7 @@ mod error;
 mod frame;
 mod keys;
 mod message;
+mod report;
 mod ssh;
 
 pub use backoff::{dial_with_backoff, Backoff};
@@ -38,4 +40,5 @@ pub use error::WireError;
 pub use frame::{decode_payload, encode_frame, read_message, write_message, MAX_FRAME};
 pub use keys::{key_base64, openssh_public_key, parse_public_key};
 pub use message::{Message, MESSAGE_TYPES, PROTOCOL_VERSION};
+pub use report::{Outcome, Report};
 pub use ssh::{dial, dial_with, listen, listen_with, Authorize, Listener};

@@ -29,8 +29,8 @@ pub enum Message {
         identity: String,
         wireguard: BTreeMap<String, String>,
     },
-    /// Agent -> controller: an agent report, opaque to the wire.
-    Report(serde_json::Value),
+    /// Agent -> controller: what happened on its host.
+    Report(Box<crate::Report>),
     /// Controller -> agent: a signed plan (the agent verifies it; the wire does not).
     Plan(Box<warren_plan::SignedPlan>),
     /// Controller -> agent: the plan with this serial is confirmed.

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use tokio::io::AsyncWriteExt;
 use warren_wire::{
-    decode_payload, encode_frame, read_message, write_message, Message, WireError, MAX_FRAME, MESSAGE_TYPES,
-    PROTOCOL_VERSION,
+    decode_payload, encode_frame, read_message, write_message, Message, Outcome, Report, WireError,
+    MAX_FRAME, MESSAGE_TYPES, PROTOCOL_VERSION,
 };
 
 fn samples() -> Vec<Message> {
@@ -16,7 +16,7 @@ fn samples() -> Vec<Message> {
             identity: "ssh-ed25519 AAAA".into(),
             wireguard: BTreeMap::from([("wg0".to_string(), "k".to_string())]),
         },
-        Message::Report(serde_json::json!({"status": "applied", "serial": 3})),
+        report("3 changes"),
         Message::Confirm { serial: 9 },
         Message::Ping { n: 1 },
         Message::Pong { n: 1 },
@@ -128,10 +128,22 @@ async fn bad_input_is_a_typed_error() {
 
 #[tokio::test]
 async fn oversized_message_is_refused_on_send() {
-    let big = Message::Report(serde_json::Value::String("x".repeat(MAX_FRAME)));
+    let big = report(&"x".repeat(MAX_FRAME));
     let (mut a, _b) = tokio::io::duplex(64);
     assert!(matches!(
         write_message(&mut a, &big).await,
         Err(WireError::FrameTooLarge { .. })
     ));
+}
+
+fn report(message: &str) -> Message {
+    Message::Report(Box::new(Report {
+        host: "router".into(),
+        serial: Some(3),
+        commit: None,
+        outcome: Outcome::Applied,
+        message: message.into(),
+        changes: vec![],
+        at: 0,
+    }))
 }

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use warren_plan::{Drift, Firewall, Plan, Platform, SignedPlan};
-use warren_wire::{dial_with, listen_with, Connection, Listener, Message, Options, Side, WireError};
+use warren_wire::{
+    dial_with, listen_with, Connection, Listener, Message, Options, Outcome, Report, Side, WireError,
+};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -80,11 +82,7 @@ async fn agent_side(mut c: Connection, controller: VerifyingKey) -> Vec<String> 
         Some(Message::Confirm { serial }) => log.push(format!("confirm {serial}")),
         other => panic!("expected confirm, got {other:?}"),
     }
-    c.send(Message::Report(
-        serde_json::json!({"status": "applied", "serial": 7}),
-    ))
-    .await
-    .unwrap();
+    c.send(report(Outcome::Applied, "1 change")).await.unwrap();
     // The controller says bye and closes: a clean end.
     match c.recv().await.unwrap() {
         Some(Message::Bye { reason }) => log.push(format!("bye {reason}")),
@@ -106,7 +104,7 @@ async fn controller_side(mut c: Connection, plan: SignedPlan) -> Vec<String> {
     c.send(Message::Plan(Box::new(plan))).await.unwrap();
     c.send(Message::Confirm { serial: 7 }).await.unwrap();
     match c.recv().await.unwrap() {
-        Some(Message::Report(r)) => log.push(format!("report {}", r["status"])),
+        Some(Message::Report(r)) => log.push(format!("report {}", r.outcome)),
         other => panic!("expected a report, got {other:?}"),
     }
     c.close("done").await;
@@ -124,7 +122,7 @@ fn expected_logs() -> (Vec<String>, Vec<String>) {
         vec![
             "hello router".into(),
             "keys ssh-ed25519 AAAA".into(),
-            "report \"applied\"".into(),
+            "report applied".into(),
         ],
     )
 }
@@ -493,7 +491,7 @@ async fn large_messages_pass_and_oversized_ones_are_refused_without_closing() {
         c.hello("controller").await.unwrap();
         let (tx, mut rx) = c.split();
         let got = rx.recv().await.unwrap();
-        assert_eq!(got, Some(Message::Report(serde_json::Value::String(expect))));
+        assert_eq!(got, Some(report(Outcome::Drift, &expect)));
         tx.send(Message::Confirm { serial: 2 }).await.unwrap();
         // Dropping both halves closes the session cleanly.
     });
@@ -501,12 +499,12 @@ async fn large_messages_pass_and_oversized_ones_are_refused_without_closing() {
         .await
         .unwrap();
     c.hello("router").await.unwrap();
-    let too_big = Message::Report(serde_json::Value::String("x".repeat(warren_wire::MAX_FRAME)));
+    let too_big = report(Outcome::Drift, &"x".repeat(warren_wire::MAX_FRAME));
     assert!(matches!(
         c.send(too_big).await,
         Err(WireError::FrameTooLarge { .. })
     ));
-    timeout(T, c.send(Message::Report(serde_json::Value::String(big))))
+    timeout(T, c.send(report(Outcome::Drift, &big)))
         .await
         .unwrap()
         .unwrap();
@@ -520,4 +518,16 @@ async fn large_messages_pass_and_oversized_ones_are_refused_without_closing() {
     }
     assert_eq!(timeout(T, c.recv()).await.unwrap().unwrap(), None);
     timeout(T, s).await.unwrap().unwrap();
+}
+
+fn report(outcome: Outcome, message: &str) -> Message {
+    Message::Report(Box::new(Report {
+        host: "router".into(),
+        serial: Some(7),
+        commit: Some("c0ffee".into()),
+        outcome,
+        message: message.into(),
+        changes: vec![],
+        at: 1_700_000_000,
+    }))
 }
