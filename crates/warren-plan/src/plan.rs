@@ -14,17 +14,24 @@ pub const FORMAT: u32 = 1;
 /// `ip route`/`ip rule`), so it can tell its own from foreign ones.
 pub const RT_PROTO: u8 = 77;
 
+/// What the plan's host runs, and so how an agent applies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
+    /// Linux: WireGuard, nftables and policy routing, agent on the host.
     Linux,
+    /// MikroTik RouterOS, driven over SSH by an agent elsewhere (no compiler
+    /// target yet).
     Routeros,
 }
 
+/// What an agent does when the live state no longer matches the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Drift {
+    /// Report the drift and leave it.
     Report,
+    /// Report the drift and re-apply the last good plan.
     Heal,
 }
 
@@ -33,19 +40,30 @@ pub enum Drift {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerKey {
+    /// The base64 public key.
     Known(String),
-    Pending { host: String, interface: String },
+    /// Not known yet: `host`'s agent reports it for `interface`.
+    Pending {
+        /// The host whose agent generates the key.
+        host: String,
+        /// That host's WireGuard interface.
+        interface: String,
+    },
 }
 
+/// A peer of a WireGuard interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WgPeer {
     /// Human label: the peer's host or client name.
     pub name: String,
+    /// The peer's public key, or who is expected to report it.
     pub public_key: PeerKey,
     /// `ip:port` to dial, when this side initiates.
     pub endpoint: Option<String>,
+    /// Source addresses accepted from the peer, and routed to it.
     pub allowed_ips: Vec<Ipv4Cidr>,
+    /// Keepalive interval in seconds, when this side keeps a NAT mapping open.
     pub persistent_keepalive: Option<u16>,
 }
 
@@ -54,10 +72,15 @@ pub struct WgPeer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WgInterface {
+    /// The interface name (`wg0`).
     pub name: String,
+    /// The interface's addresses, with their prefix lengths.
     pub addresses: Vec<Ipv4Cidr>,
+    /// The UDP port it listens on; `None` for a side that only dials out.
     pub listen_port: Option<u16>,
+    /// The interface MTU.
     pub mtu: u16,
+    /// Its peers.
     pub peers: Vec<WgPeer>,
 }
 
@@ -65,9 +88,13 @@ pub struct WgInterface {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The routing table (never `main`).
     pub table: u32,
+    /// The destination prefix (`0.0.0.0/0` for the default route).
     pub dst: Ipv4Cidr,
+    /// The outgoing interface.
     pub dev: String,
+    /// The next hop, if any.
     pub via: Option<Ipv4Addr>,
 }
 
@@ -75,9 +102,13 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRule {
+    /// The rule's priority (`ip rule` preference).
     pub priority: u32,
+    /// Match packets with this fwmark.
     pub fwmark: Option<u32>,
+    /// Match packets from this source.
     pub from: Option<Ipv4Cidr>,
+    /// The table to look up when the rule matches.
     pub table: u32,
 }
 
@@ -85,22 +116,34 @@ pub struct PolicyRule {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Firewall {
+    /// No firewall content.
     None,
+    /// Warren's own nftables table.
     Nftables(NftTable),
 }
 
+/// One host's desired state, as the controller signs it and an agent
+/// applies it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
+    /// The plan format, [`FORMAT`].
     pub format: u32,
+    /// The host the plan is for.
     pub host: String,
+    /// The host's platform.
     pub platform: Platform,
+    /// What its agent does about drift.
     pub drift: Drift,
     /// `net.ipv4.ip_forward` → `1`.
     pub sysctls: BTreeMap<String, String>,
+    /// WireGuard interfaces, with their peers.
     pub wireguard: Vec<WgInterface>,
+    /// Routes in Warren's tables.
     pub routes: Vec<Route>,
+    /// Policy routing rules.
     pub rules: Vec<PolicyRule>,
+    /// The firewall content.
     pub firewall: Firewall,
     /// How the compiler derived what is not written in the YAML, for reviewers.
     pub notes: Vec<String>,
