@@ -331,6 +331,16 @@ impl Rule {
     }
 }
 
+impl MapData {
+    /// The value in `nft -f` syntax.
+    pub fn render(&self) -> String {
+        match self {
+            MapData::Addr(a) => a.to_string(),
+            MapData::Port(p) => p.to_string(),
+        }
+    }
+}
+
 impl NftTable {
     /// The table in `nft -f` syntax (also what `nft list table` prints, modulo
     /// counters and handles).
@@ -338,49 +348,51 @@ impl NftTable {
         let mut o = String::new();
         let _ = writeln!(o, "table ip {} {{", self.name);
         for s in &self.sets {
-            let _ = writeln!(o, "\tset {} {{", s.name);
-            let _ = writeln!(o, "\t\ttype inet_service");
-            let _ = writeln!(o, "\t\tflags interval");
-            if !s.elements.is_empty() {
-                let e: Vec<String> = s.elements.iter().map(Ports::render).collect();
-                let _ = writeln!(o, "\t\telements = {{ {} }}", e.join(", "));
-            }
-            let _ = writeln!(o, "\t}}");
+            let elements = s.elements.iter().map(Ports::render).collect();
+            render_collection(&mut o, "set", &s.name, "inet_service", elements);
         }
         for m in &self.maps {
-            let _ = writeln!(o, "\tmap {} {{", m.name);
-            let _ = writeln!(o, "\t\ttype inet_service : {}", m.data.as_str());
-            let _ = writeln!(o, "\t\tflags interval");
-            if !m.elements.is_empty() {
-                let e: Vec<String> = m
-                    .elements
-                    .iter()
-                    .map(|(k, d)| match d {
-                        MapData::Addr(a) => format!("{} : {a}", k.render()),
-                        MapData::Port(p) => format!("{} : {p}", k.render()),
-                    })
-                    .collect();
-                let _ = writeln!(o, "\t\telements = {{ {} }}", e.join(", "));
-            }
-            let _ = writeln!(o, "\t}}");
+            let elements = m
+                .elements
+                .iter()
+                .map(|(k, d)| format!("{} : {}", k.render(), d.render()))
+                .collect();
+            let kind = format!("inet_service : {}", m.data.as_str());
+            render_collection(&mut o, "map", &m.name, &kind, elements);
         }
         for c in &self.chains {
-            let _ = writeln!(o, "\tchain {} {{", c.name);
-            let _ = writeln!(
-                o,
-                "\t\ttype {} hook {} priority {}; policy accept;",
-                c.kind.as_str(),
-                c.hook.as_str(),
-                priority_name(c.kind, c.hook, c.priority)
-            );
-            for r in &c.rules {
-                let _ = writeln!(o, "\t\t{}", r.render());
-            }
-            let _ = writeln!(o, "\t}}");
+            render_chain(&mut o, c);
         }
         o.push_str("}\n");
         o
     }
+}
+
+/// A `set` or `map` block (always `flags interval`); `elements` only when
+/// there are some.
+fn render_collection(o: &mut String, what: &str, name: &str, kind: &str, elements: Vec<String>) {
+    let _ = writeln!(o, "\t{what} {name} {{");
+    let _ = writeln!(o, "\t\ttype {kind}");
+    let _ = writeln!(o, "\t\tflags interval");
+    if !elements.is_empty() {
+        let _ = writeln!(o, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    let _ = writeln!(o, "\t}}");
+}
+
+fn render_chain(o: &mut String, c: &Chain) {
+    let _ = writeln!(o, "\tchain {} {{", c.name);
+    let _ = writeln!(
+        o,
+        "\t\ttype {} hook {} priority {}; policy accept;",
+        c.kind.as_str(),
+        c.hook.as_str(),
+        priority_name(c.kind, c.hook, c.priority)
+    );
+    for r in &c.rules {
+        let _ = writeln!(o, "\t\t{}", r.render());
+    }
+    let _ = writeln!(o, "\t}}");
 }
 
 // ---------------------------------------------------------------------------
@@ -467,6 +479,16 @@ impl Stmt {
     }
 }
 
+impl MapData {
+    /// The value as libnftables JSON.
+    pub fn to_json(&self) -> Value {
+        match self {
+            MapData::Addr(a) => json!(a.to_string()),
+            MapData::Port(p) => json!(p),
+        }
+    }
+}
+
 impl NftTable {
     /// One `nft -j -f -` transaction that replaces the table atomically:
     /// create it if missing, delete it, and add it back with its content.
@@ -478,47 +500,50 @@ impl NftTable {
             json!({ "add": { "table": { "family": "ip", "name": t } } }),
         ];
         for s in &self.sets {
-            let mut set = json!({ "family": "ip", "table": t, "name": s.name, "type": "inet_service", "flags": ["interval"] });
-            if !s.elements.is_empty() {
-                set["elem"] = Value::Array(s.elements.iter().map(ports_json).collect());
-            }
-            cmds.push(json!({ "add": { "set": set } }));
+            let set = json!({ "family": "ip", "table": t, "name": s.name, "type": "inet_service", "flags": ["interval"] });
+            let elements = s.elements.iter().map(ports_json).collect();
+            cmds.push(json!({ "add": { "set": with_elements(set, elements) } }));
         }
         for m in &self.maps {
-            let mut map = json!({ "family": "ip", "table": t, "name": m.name, "type": "inet_service", "map": m.data.as_str(), "flags": ["interval"] });
-            if !m.elements.is_empty() {
-                map["elem"] = Value::Array(
-                    m.elements
-                        .iter()
-                        .map(|(k, d)| {
-                            let data = match d {
-                                MapData::Addr(a) => json!(a.to_string()),
-                                MapData::Port(p) => json!(p),
-                            };
-                            json!([ports_json(k), data])
-                        })
-                        .collect(),
-                );
-            }
-            cmds.push(json!({ "add": { "map": map } }));
+            let map = json!({ "family": "ip", "table": t, "name": m.name, "type": "inet_service", "map": m.data.as_str(), "flags": ["interval"] });
+            let elements = m
+                .elements
+                .iter()
+                .map(|(k, d)| json!([ports_json(k), d.to_json()]))
+                .collect();
+            cmds.push(json!({ "add": { "map": with_elements(map, elements) } }));
         }
         for c in &self.chains {
             cmds.push(json!({ "add": { "chain": {
                 "family": "ip", "table": t, "name": c.name, "type": c.kind.as_str(),
                 "hook": c.hook.as_str(), "prio": c.priority, "policy": "accept"
             } } }));
-            for r in &c.rules {
-                let mut expr: Vec<Value> = r.matches.iter().map(Match::to_json).collect();
-                expr.extend(r.stmts.iter().map(Stmt::to_json));
-                let mut rule = json!({ "family": "ip", "table": t, "chain": c.name, "expr": expr });
-                if !r.comment.is_empty() {
-                    rule["comment"] = json!(r.comment);
-                }
-                cmds.push(json!({ "add": { "rule": rule } }));
-            }
+            cmds.extend(
+                c.rules
+                    .iter()
+                    .map(|r| json!({ "add": { "rule": rule_json(t, &c.name, r) } })),
+            );
         }
         json!({ "nftables": cmds })
     }
+}
+
+/// A set or map object with its `elem` list, only when there are elements.
+fn with_elements(mut collection: Value, elements: Vec<Value>) -> Value {
+    if !elements.is_empty() {
+        collection["elem"] = Value::Array(elements);
+    }
+    collection
+}
+
+fn rule_json(table: &str, chain: &str, r: &Rule) -> Value {
+    let mut expr: Vec<Value> = r.matches.iter().map(Match::to_json).collect();
+    expr.extend(r.stmts.iter().map(Stmt::to_json));
+    let mut rule = json!({ "family": "ip", "table": table, "chain": chain, "expr": expr });
+    if !r.comment.is_empty() {
+        rule["comment"] = json!(r.comment);
+    }
+    rule
 }
 
 /// Normalize `nft -j list ...` output for comparison: drop what the kernel
