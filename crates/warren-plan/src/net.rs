@@ -9,17 +9,22 @@ use std::str::FromStr;
 /// address); [`Ipv4Cidr::is_network`] tells whether it is a clean network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ipv4Cidr {
+    /// The address, host bits included.
     pub addr: Ipv4Addr,
+    /// The prefix length, 0 to 32.
     pub len: u8,
 }
 
 impl Ipv4Cidr {
+    /// `addr/len`, or `None` if `len` is over 32.
     pub fn new(addr: Ipv4Addr, len: u8) -> Option<Self> {
         (len <= 32).then_some(Ipv4Cidr { addr, len })
     }
+    /// The single address `addr/32`.
     pub fn host(addr: Ipv4Addr) -> Self {
         Ipv4Cidr { addr, len: 32 }
     }
+    /// The netmask as a number (`/24` → `0xffffff00`).
     pub fn mask(&self) -> u32 {
         if self.len == 0 {
             0
@@ -27,27 +32,34 @@ impl Ipv4Cidr {
             u32::MAX << (32 - u32::from(self.len))
         }
     }
+    /// The network address (host bits cleared).
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())
     }
+    /// The same prefix with the host bits cleared.
     pub fn trunc(&self) -> Ipv4Cidr {
         Ipv4Cidr {
             addr: self.network(),
             len: self.len,
         }
     }
+    /// The last address of the prefix (host bits set).
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) | !self.mask())
     }
+    /// Whether the address carries no host bits.
     pub fn is_network(&self) -> bool {
         self.addr == self.network()
     }
+    /// Whether `ip` is inside the prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == u32::from(self.network())
     }
+    /// Whether all of `other` is inside this prefix.
     pub fn contains_net(&self, other: &Ipv4Cidr) -> bool {
         other.len >= self.len && self.contains(other.network())
     }
+    /// Whether the two prefixes share any address.
     pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
         self.contains_net(other) || other.contains_net(self)
     }
@@ -72,6 +84,7 @@ impl Ipv4Cidr {
         }
         Some(Ipv4Addr::from(u32::from(self.network()).wrapping_add(idx as u32)))
     }
+    /// `0.0.0.0/0`.
     pub fn default_route() -> Self {
         Ipv4Cidr {
             addr: Ipv4Addr::UNSPECIFIED,
@@ -86,10 +99,14 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+/// Why a string is not an `a.b.c.d/len` prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CidrError {
+    /// There is no `/len`.
     MissingLength,
+    /// The part before `/` is not a dotted-quad IPv4 address.
     BadAddress,
+    /// The part after `/` is not a number from 0 to 32.
     BadLength,
 }
 

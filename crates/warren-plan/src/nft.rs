@@ -13,14 +13,18 @@ use std::net::Ipv4Addr;
 /// table an agent creates, reads back, replaces or deletes.
 pub const TABLE: &str = "warren";
 
+/// A transport protocol whose ports Warren matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum L4 {
+    /// `tcp`
     Tcp,
+    /// `udp`
     Udp,
 }
 
 impl L4 {
+    /// The protocol's nft name (`tcp`, `udp`).
     pub fn as_str(self) -> &'static str {
         match self {
             L4::Tcp => "tcp",
@@ -32,11 +36,14 @@ impl L4 {
 /// Inclusive port interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ports {
+    /// The first port of the interval.
     pub first: u16,
+    /// The last port of the interval (`first` for a single port).
     pub last: u16,
 }
 
 impl Ports {
+    /// `80` or `1000-1010`, as nft writes set elements.
     pub fn render(&self) -> String {
         if self.first == self.last {
             self.first.to_string()
@@ -46,29 +53,65 @@ impl Ports {
     }
 }
 
+/// The netfilter hook a base chain is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {
+    /// `prerouting`: every packet arriving, before the routing decision.
     Prerouting,
+    /// `input`: packets for the host itself.
     Input,
+    /// `forward`: packets the host routes.
     Forward,
+    /// `output`: packets the host sends.
     Output,
+    /// `postrouting`: every packet leaving.
     Postrouting,
 }
 
+impl Hook {
+    /// The hook's nft name, the same in the text and the JSON syntax.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// The type of a base chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChainType {
+    /// `filter`: match and mark.
     Filter,
+    /// `nat`: address translation (first packet of a connection only).
     Nat,
+    /// `route`: output packets are rerouted if a mark changed.
     Route,
+}
+
+impl ChainType {
+    /// The chain type's nft name, the same in the text and the JSON syntax.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+            ChainType::Route => "route",
+        }
+    }
 }
 
 /// A set of ports (`type inet_service; flags interval`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSet {
+    /// The set's name, referenced as `@name` by rules.
     pub name: String,
+    /// Sorted, non-overlapping intervals (nft refuses overlapping ones).
     pub elements: Vec<Ports>,
 }
 
@@ -76,10 +119,13 @@ pub struct PortSet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapData {
+    /// The DNAT target address (in a [`MapType::Addr`] map).
     Addr(Ipv4Addr),
+    /// The DNAT target port (in a [`MapType::Port`] map).
     Port(u16),
 }
 
+/// What a DNAT map's values are; its keys are always ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapType {
@@ -89,6 +135,17 @@ pub enum MapType {
     Port,
 }
 
+impl MapType {
+    /// The nft type of the map's values (`ipv4_addr`, `inet_service`), the
+    /// same in the text and the JSON syntax.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MapType::Addr => "ipv4_addr",
+            MapType::Port => "inet_service",
+        }
+    }
+}
+
 /// A DNAT map from public ports (`flags interval`) to target addresses or
 /// ports. Single forwards use an address map and a port map looked up with
 /// the same key (nft 1.0.6's JSON cannot express a concatenated map value);
@@ -96,19 +153,27 @@ pub enum MapType {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnatMap {
+    /// The map's name, referenced as `@name` by rules.
     pub name: String,
+    /// What the values are.
     pub data: MapType,
+    /// Public port interval → value, sorted by interval.
     pub elements: Vec<(Ports, MapData)>,
 }
 
+/// One condition of a rule; a rule's matches must all hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Match {
+    /// `iifname "IF"`
     Iif(String),
+    /// `iifname != "IF"`
     NotIif(String),
+    /// `oifname "IF"`
     Oif(String),
     /// `ct state new`
     CtNew,
+    /// `ct mark MARK`
     CtMark(u32),
     /// `<l4> dport @set`
     DportIn(L4, String),
@@ -116,44 +181,64 @@ pub enum Match {
     TcpSyn,
     /// `tcp option maxseg size > N`
     MssAbove(u16),
+    /// `ip daddr ADDR` or `ip daddr PREFIX`
     DaddrIs(Ipv4Cidr),
 }
 
+/// What a rule does to the packets it matches, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stmt {
+    /// `accept` (leave this chain; later chains still see the packet)
     Accept,
     /// `dnat ip to ADDR`
     Dnat(Ipv4Addr),
     /// `dnat ip to <l4> dport map @addr_map [: <l4> dport map @port_map]`
     DnatMap {
+        /// The protocol whose destination port is the lookup key.
         l4: L4,
+        /// The map giving the target address.
         addr_map: String,
+        /// The map giving the target port, looked up with the same key;
+        /// `None` keeps the packet's port.
         port_map: Option<String>,
     },
+    /// `ct mark set MARK`
     CtMarkSet(u32),
+    /// `meta mark set MARK` (the fwmark policy rules match)
     MetaMarkSet(u32),
     /// `tcp option maxseg size set N`
     MssSet(u16),
+    /// `counter`
     Counter,
 }
 
+/// One rule: matches, then statements.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    /// Conditions, all of which must hold.
     pub matches: Vec<Match>,
+    /// What to do with a matching packet.
     pub stmts: Vec<Stmt>,
     /// Why the rule exists; also stored as the nft rule comment.
     pub comment: String,
 }
 
+/// A base chain (policy `accept`, see [`NftTable`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Chain {
+    /// The chain's name within the table.
     pub name: String,
+    /// The chain type.
     pub kind: ChainType,
+    /// Where it is attached.
     pub hook: Hook,
+    /// Its priority at that hook (lower runs first; -150 is `mangle`, -100
+    /// `dstnat`).
     pub priority: i32,
+    /// Its rules, in order.
     pub rules: Vec<Rule>,
 }
 
@@ -162,9 +247,13 @@ pub struct Chain {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NftTable {
+    /// The table's name: always [`TABLE`] in compiled plans.
     pub name: String,
+    /// Named port sets.
     pub sets: Vec<PortSet>,
+    /// Named DNAT maps.
     pub maps: Vec<DnatMap>,
+    /// Base chains, in the order they are created.
     pub chains: Vec<Chain>,
 }
 
@@ -183,6 +272,7 @@ fn priority_name(kind: ChainType, hook: Hook, p: i32) -> String {
 }
 
 impl Match {
+    /// The match in `nft -f` syntax.
     pub fn render(&self) -> String {
         match self {
             Match::Iif(i) => format!("iifname {}", quote(i)),
@@ -205,6 +295,7 @@ impl Match {
 }
 
 impl Stmt {
+    /// The statement in `nft -f` syntax.
     pub fn render(&self) -> String {
         match self {
             Stmt::Accept => "accept".into(),
@@ -229,6 +320,7 @@ impl Stmt {
 }
 
 impl Rule {
+    /// The rule in `nft -f` syntax, with its comment.
     pub fn render(&self) -> String {
         let mut parts: Vec<String> = self.matches.iter().map(Match::render).collect();
         parts.extend(self.stmts.iter().map(Stmt::render));
@@ -239,6 +331,16 @@ impl Rule {
     }
 }
 
+impl MapData {
+    /// The value in `nft -f` syntax.
+    pub fn render(&self) -> String {
+        match self {
+            MapData::Addr(a) => a.to_string(),
+            MapData::Port(p) => p.to_string(),
+        }
+    }
+}
+
 impl NftTable {
     /// The table in `nft -f` syntax (also what `nft list table` prints, modulo
     /// counters and handles).
@@ -246,60 +348,51 @@ impl NftTable {
         let mut o = String::new();
         let _ = writeln!(o, "table ip {} {{", self.name);
         for s in &self.sets {
-            let _ = writeln!(o, "\tset {} {{", s.name);
-            let _ = writeln!(o, "\t\ttype inet_service");
-            let _ = writeln!(o, "\t\tflags interval");
-            if !s.elements.is_empty() {
-                let e: Vec<String> = s.elements.iter().map(Ports::render).collect();
-                let _ = writeln!(o, "\t\telements = {{ {} }}", e.join(", "));
-            }
-            let _ = writeln!(o, "\t}}");
+            let elements = s.elements.iter().map(Ports::render).collect();
+            render_collection(&mut o, "set", &s.name, "inet_service", elements);
         }
         for m in &self.maps {
-            let _ = writeln!(o, "\tmap {} {{", m.name);
-            let value = match m.data {
-                MapType::Addr => "ipv4_addr",
-                MapType::Port => "inet_service",
-            };
-            let _ = writeln!(o, "\t\ttype inet_service : {value}");
-            let _ = writeln!(o, "\t\tflags interval");
-            if !m.elements.is_empty() {
-                let e: Vec<String> = m
-                    .elements
-                    .iter()
-                    .map(|(k, d)| match d {
-                        MapData::Addr(a) => format!("{} : {a}", k.render()),
-                        MapData::Port(p) => format!("{} : {p}", k.render()),
-                    })
-                    .collect();
-                let _ = writeln!(o, "\t\telements = {{ {} }}", e.join(", "));
-            }
-            let _ = writeln!(o, "\t}}");
+            let elements = m
+                .elements
+                .iter()
+                .map(|(k, d)| format!("{} : {}", k.render(), d.render()))
+                .collect();
+            let kind = format!("inet_service : {}", m.data.as_str());
+            render_collection(&mut o, "map", &m.name, &kind, elements);
         }
         for c in &self.chains {
-            let kind = match c.kind {
-                ChainType::Filter => "filter",
-                ChainType::Nat => "nat",
-                ChainType::Route => "route",
-            };
-            let hook = serde_json::to_value(c.hook)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let _ = writeln!(o, "\tchain {} {{", c.name);
-            let _ = writeln!(
-                o,
-                "\t\ttype {kind} hook {hook} priority {}; policy accept;",
-                priority_name(c.kind, c.hook, c.priority)
-            );
-            for r in &c.rules {
-                let _ = writeln!(o, "\t\t{}", r.render());
-            }
-            let _ = writeln!(o, "\t}}");
+            render_chain(&mut o, c);
         }
         o.push_str("}\n");
         o
     }
+}
+
+/// A `set` or `map` block (always `flags interval`); `elements` only when
+/// there are some.
+fn render_collection(o: &mut String, what: &str, name: &str, kind: &str, elements: Vec<String>) {
+    let _ = writeln!(o, "\t{what} {name} {{");
+    let _ = writeln!(o, "\t\ttype {kind}");
+    let _ = writeln!(o, "\t\tflags interval");
+    if !elements.is_empty() {
+        let _ = writeln!(o, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    let _ = writeln!(o, "\t}}");
+}
+
+fn render_chain(o: &mut String, c: &Chain) {
+    let _ = writeln!(o, "\tchain {} {{", c.name);
+    let _ = writeln!(
+        o,
+        "\t\ttype {} hook {} priority {}; policy accept;",
+        c.kind.as_str(),
+        c.hook.as_str(),
+        priority_name(c.kind, c.hook, c.priority)
+    );
+    for r in &c.rules {
+        let _ = writeln!(o, "\t\t{}", r.render());
+    }
+    let _ = writeln!(o, "\t}}");
 }
 
 // ---------------------------------------------------------------------------
@@ -328,6 +421,7 @@ fn is(left: Value, right: Value) -> Value {
 }
 
 impl Match {
+    /// The match as a libnftables JSON expression.
     pub fn to_json(&self) -> Value {
         let meta = |k: &str| json!({ "meta": { "key": k } });
         match self {
@@ -360,6 +454,7 @@ impl Match {
 }
 
 impl Stmt {
+    /// The statement as a libnftables JSON expression.
     pub fn to_json(&self) -> Value {
         match self {
             Stmt::Accept => json!({ "accept": null }),
@@ -384,6 +479,16 @@ impl Stmt {
     }
 }
 
+impl MapData {
+    /// The value as libnftables JSON.
+    pub fn to_json(&self) -> Value {
+        match self {
+            MapData::Addr(a) => json!(a.to_string()),
+            MapData::Port(p) => json!(p),
+        }
+    }
+}
+
 impl NftTable {
     /// One `nft -j -f -` transaction that replaces the table atomically:
     /// create it if missing, delete it, and add it back with its content.
@@ -395,56 +500,50 @@ impl NftTable {
             json!({ "add": { "table": { "family": "ip", "name": t } } }),
         ];
         for s in &self.sets {
-            let mut set = json!({ "family": "ip", "table": t, "name": s.name, "type": "inet_service", "flags": ["interval"] });
-            if !s.elements.is_empty() {
-                set["elem"] = Value::Array(s.elements.iter().map(ports_json).collect());
-            }
-            cmds.push(json!({ "add": { "set": set } }));
+            let set = json!({ "family": "ip", "table": t, "name": s.name, "type": "inet_service", "flags": ["interval"] });
+            let elements = s.elements.iter().map(ports_json).collect();
+            cmds.push(json!({ "add": { "set": with_elements(set, elements) } }));
         }
         for m in &self.maps {
-            let value = match m.data {
-                MapType::Addr => "ipv4_addr",
-                MapType::Port => "inet_service",
-            };
-            let mut map = json!({ "family": "ip", "table": t, "name": m.name, "type": "inet_service", "map": value, "flags": ["interval"] });
-            if !m.elements.is_empty() {
-                map["elem"] = Value::Array(
-                    m.elements
-                        .iter()
-                        .map(|(k, d)| {
-                            let data = match d {
-                                MapData::Addr(a) => json!(a.to_string()),
-                                MapData::Port(p) => json!(p),
-                            };
-                            json!([ports_json(k), data])
-                        })
-                        .collect(),
-                );
-            }
-            cmds.push(json!({ "add": { "map": map } }));
+            let map = json!({ "family": "ip", "table": t, "name": m.name, "type": "inet_service", "map": m.data.as_str(), "flags": ["interval"] });
+            let elements = m
+                .elements
+                .iter()
+                .map(|(k, d)| json!([ports_json(k), d.to_json()]))
+                .collect();
+            cmds.push(json!({ "add": { "map": with_elements(map, elements) } }));
         }
         for c in &self.chains {
-            let kind = match c.kind {
-                ChainType::Filter => "filter",
-                ChainType::Nat => "nat",
-                ChainType::Route => "route",
-            };
             cmds.push(json!({ "add": { "chain": {
-                "family": "ip", "table": t, "name": c.name, "type": kind,
-                "hook": c.hook, "prio": c.priority, "policy": "accept"
+                "family": "ip", "table": t, "name": c.name, "type": c.kind.as_str(),
+                "hook": c.hook.as_str(), "prio": c.priority, "policy": "accept"
             } } }));
-            for r in &c.rules {
-                let mut expr: Vec<Value> = r.matches.iter().map(Match::to_json).collect();
-                expr.extend(r.stmts.iter().map(Stmt::to_json));
-                let mut rule = json!({ "family": "ip", "table": t, "chain": c.name, "expr": expr });
-                if !r.comment.is_empty() {
-                    rule["comment"] = json!(r.comment);
-                }
-                cmds.push(json!({ "add": { "rule": rule } }));
-            }
+            cmds.extend(
+                c.rules
+                    .iter()
+                    .map(|r| json!({ "add": { "rule": rule_json(t, &c.name, r) } })),
+            );
         }
         json!({ "nftables": cmds })
     }
+}
+
+/// A set or map object with its `elem` list, only when there are elements.
+fn with_elements(mut collection: Value, elements: Vec<Value>) -> Value {
+    if !elements.is_empty() {
+        collection["elem"] = Value::Array(elements);
+    }
+    collection
+}
+
+fn rule_json(table: &str, chain: &str, r: &Rule) -> Value {
+    let mut expr: Vec<Value> = r.matches.iter().map(Match::to_json).collect();
+    expr.extend(r.stmts.iter().map(Stmt::to_json));
+    let mut rule = json!({ "family": "ip", "table": table, "chain": chain, "expr": expr });
+    if !r.comment.is_empty() {
+        rule["comment"] = json!(r.comment);
+    }
+    rule
 }
 
 /// Normalize `nft -j list ...` output for comparison: drop what the kernel
@@ -462,7 +561,7 @@ pub fn normalize_listing(nft_json: &str) -> Option<String> {
                 }
             }
             Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
         }
     }
     let mut v: Value = serde_json::from_str(nft_json).ok()?;

@@ -12,16 +12,21 @@ use serde::{Deserialize, Serialize};
 
 const DOMAIN: &[u8] = b"warren-plan-v1\0";
 
+/// What the controller signs: a plan's hash bound to a host, a serial and a
+/// commit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// The plan format, [`FORMAT`].
     pub format: u32,
+    /// The host the plan is for.
     pub host: String,
     /// Strictly increasing per host; an agent refuses anything not above the
     /// last serial it applied (no replay, no rollback to an old plan).
     pub serial: u64,
     /// The git commit the plan was compiled from.
     pub commit: String,
+    /// Lowercase hex sha256 of the canonical plan ([`crate::hash_hex`]).
     pub plan_sha256: String,
     /// Seconds the agent waits for the controller's confirmation before it
     /// restores the previous state.
@@ -30,29 +35,49 @@ pub struct Envelope {
     pub issued_at: u64,
 }
 
+/// A plan with its signed envelope: what travels to an agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedPlan {
+    /// The signed envelope.
     pub envelope: Envelope,
+    /// The plan whose hash the envelope carries.
     pub plan: Plan,
     /// base64 ed25519 signature over the domain-separated canonical envelope.
     pub signature: String,
 }
 
+/// Why an agent refuses a signed plan.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
+    /// The envelope or the plan has a format this agent does not know.
     #[error("plan format {0} is not supported (this agent knows format {FORMAT})")]
     Format(u32),
+    /// The signature is not base64 of 64 bytes.
     #[error("signature is malformed")]
     MalformedSignature,
+    /// No trusted controller key signed this envelope.
     #[error("signature does not verify against any trusted controller key")]
     BadSignature,
+    /// The plan is not the one whose hash was signed.
     #[error("plan content does not match the signed hash (tampered)")]
     HashMismatch,
+    /// The plan is for another host.
     #[error("plan is for host {plan:?}, this is {me:?}")]
-    WrongHost { plan: String, me: String },
+    WrongHost {
+        /// The host named in the envelope.
+        plan: String,
+        /// This agent's host.
+        me: String,
+    },
+    /// The serial is not above the last applied one.
     #[error("plan serial {got} is not above the last applied serial {last} (replay or rollback)")]
-    OldSerial { got: u64, last: u64 },
+    OldSerial {
+        /// The envelope's serial.
+        got: u64,
+        /// The last serial this agent applied.
+        last: u64,
+    },
 }
 
 fn message(env: &Envelope) -> Vec<u8> {
