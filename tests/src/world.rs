@@ -225,7 +225,7 @@ impl World {
             let s = self.status();
             if ["gateway", "router"]
                 .iter()
-                .all(|h| s["hosts"][h]["state"] == "in sync" && s["hosts"][h]["applied_commit"] == commit)
+                .all(|h| s["hosts"][h]["state"] == "in_sync" && s["hosts"][h]["applied_commit"] == commit)
             {
                 return;
             }

@@ -62,7 +62,7 @@ fn a_push_reaches_both_agents_in_both_directions_and_survives_a_restart() {
         "{s}"
     );
     assert_eq!(s["desired_commit"], c2.as_str());
-    assert_eq!(s["hosts"]["router"]["state"], "in sync");
+    assert_eq!(s["hosts"]["router"]["state"], "in_sync");
 
     // Restart the controller: it remembers, serials continue, nothing is re-applied.
     let before = w.serial("router");

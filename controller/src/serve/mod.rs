@@ -2,19 +2,32 @@
 //! webhook), compile and sign every new commit, push plans to agents over
 //! SSH in rollout order, confirm them once the agent reports back healthy,
 //! and remember everything in the store.
+//!
+//! This module is the I/O shell: it owns the event loop, the store, the
+//! sessions' channels and the metrics, and performs what
+//! [`rollout::Rollout`] decides. Rollout rules belong in `rollout.rs`,
+//! commit policy in `pipeline.rs`, host states in `status.rs`; none of them
+//! belong here.
 
 pub mod pipeline;
 pub mod repo;
+pub mod rollout;
+pub mod status;
 pub mod store;
+pub mod transport;
 
 use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
+use rollout::{Metric, Output};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use warren_host::unix_now;
 use warren_plan::SignedPlan;
+use warren_wire::Report;
 
 /// How the service is set up (from the command line).
 #[derive(Debug, Clone)]
@@ -68,14 +81,7 @@ pub enum FromAgent {
         identity: String,
         wireguard: BTreeMap<String, String>,
     },
-    Report(serde_json::Value),
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    Report(Box<Report>),
 }
 
 fn controller_key(dir: &std::path::Path) -> Result<SigningKey> {
@@ -89,18 +95,28 @@ fn controller_key(dir: &std::path::Path) -> Result<SigningKey> {
     }
 }
 
+/// `warren_reconciles_total` for a processed commit (accepted commits count
+/// when their agents report).
+fn reconcile_metric(outcome: store::CommitOutcome) -> Option<crate::http::ReconcileOutcome> {
+    use store::CommitOutcome::*;
+    match outcome {
+        Compiled | Unchanged => None,
+        Invalid | KeyMismatch => Some(crate::http::ReconcileOutcome::Invalid),
+        Error => Some(crate::http::ReconcileOutcome::Failed),
+    }
+}
+
 struct Service {
-    metrics: std::sync::Arc<crate::http::Metrics>,
-    /// When the commit being rolled out was first seen (push-to-applied).
-    seen_at: Option<std::time::Instant>,
+    metrics: Arc<crate::http::Metrics>,
     opts: Options,
     store: store::Store,
     repo: repo::Repo,
     key: SigningKey,
-    sessions: BTreeMap<String, (u64, mpsc::Sender<Outgoing>)>,
+    /// Where to send each connected host's messages. Who is connected, and
+    /// what to send, is the rollout's to decide.
+    outboxes: BTreeMap<String, mpsc::Sender<Outgoing>>,
     config: Option<warren_model::Config>,
-    /// Hosts waiting for their turn in the current rollout.
-    rollout: Vec<String>,
+    rollout: rollout::Rollout,
     /// Who may connect and whom to dial, from the last good config.
     agents: transport::Agents,
 }
@@ -141,207 +157,147 @@ impl Service {
     }
 
     fn process(&mut self, snap: &repo::Snapshot) -> Result<()> {
-        let out = pipeline::process(&self.store, &self.key, snap, self.opts.confirm_secs, now())?;
+        let out = pipeline::process(&self.store, &self.key, snap, self.opts.confirm_secs, unix_now())?;
         self.metrics.inc_commits();
-        match out.record.outcome.as_str() {
-            "compiled" | "unchanged" => {}
-            "invalid" | "key-mismatch" => self
-                .metrics
-                .record_reconcile(crate::http::ReconcileOutcome::Invalid),
-            _ => self
-                .metrics
-                .record_reconcile(crate::http::ReconcileOutcome::Failed),
-        }
-        if !out.plans.is_empty() {
-            self.seen_at = Some(std::time::Instant::now());
+        if let Some(m) = reconcile_metric(out.record.outcome) {
+            self.metrics.record_reconcile(m);
         }
         if let Some(cfg) = out.config {
             self.agents.update(&cfg);
             self.config = Some(cfg);
         }
         if !out.plans.is_empty() {
-            self.rollout = out.plans.into_iter().map(|(h, _)| h).collect();
-            self.advance_rollout();
+            let hosts = self.store.hosts()?;
+            let order = out.plans.into_iter().map(|(h, _)| h).collect();
+            self.rollout.handle_compiled(order, &hosts, Instant::now());
+            self.perform()?;
         }
         Ok(())
     }
 
-    /// Send the next plan of the rollout whose predecessor is confirmed (or
-    /// whose host is not connected: it gets its plan when it connects).
-    fn advance_rollout(&mut self) {
-        while let Some(host) = self.rollout.first().cloned() {
-            let rec = match self.store.host(&host) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!("store: {e:#}");
-                    return;
-                }
-            };
-            let Some(desired) = rec.desired.clone() else {
-                self.rollout.remove(0);
-                continue;
-            };
-            let serial = desired.envelope.serial;
-            if rec.confirmed_serial >= Some(serial) {
-                self.rollout.remove(0);
+    /// Do what the rollout asked, in order. After a failed store write the
+    /// rest is dropped (as if the handler had stopped there) and the error
+    /// returned.
+    fn perform(&mut self) -> Result<()> {
+        let mut failed = None;
+        while let Some(out) = self.rollout.poll_output() {
+            if failed.is_some() {
                 continue;
             }
-            match self.sessions.get(&host) {
-                Some((_, tx)) => {
-                    if rec.applied_serial < Some(serial) {
-                        let _ = tx.try_send(Outgoing::Plan(Box::new(desired)));
-                        tracing::info!(host, serial, "plan sent; waiting for the agent's report");
+            match out {
+                Output::Send { host, msg } => {
+                    if let Some(tx) = self.outboxes.get(&host) {
+                        let _ = tx.try_send(msg);
                     }
-                    return; // wait for its report before the next host
                 }
-                None => {
-                    tracing::warn!(
-                        host,
-                        serial,
-                        "agent not connected; it gets the plan when it connects"
-                    );
-                    self.rollout.remove(0);
+                Output::Persist { host, update } => {
+                    if let Err(e) = self.store.update_host(&host, |h| update.apply(h)) {
+                        failed = Some(e);
+                    }
                 }
+                Output::Metric(m) => self.record(m),
             }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn record(&self, m: Metric) {
+        use crate::http::ReconcileOutcome;
+        match m {
+            Metric::AgentApplied => self.metrics.record_reconcile(ReconcileOutcome::Applied),
+            Metric::AgentFailed => self.metrics.record_reconcile(ReconcileOutcome::Failed),
+            Metric::PushToApplied(d) => self.metrics.observe_push_to_applied(d.as_secs_f64()),
+            Metric::DriftedResources(n) => self.metrics.set_drifted_resources(n),
+            Metric::ConnectedAgents(n) => self.metrics.set_connected_agents(n),
+        }
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<()> {
+        match ev {
+            Event::Trigger(_) => Ok(()),
+            Event::Connected { host, tx, id } => self.on_connected(host, tx, id),
+            Event::FromAgent { host, msg } => self.on_message(host, msg),
+            Event::Disconnected { host, id, reason } => self.on_disconnected(host, id, reason),
         }
     }
 
     fn on_connected(&mut self, host: String, tx: mpsc::Sender<Outgoing>, id: u64) -> Result<()> {
         tracing::info!(host, "agent connected");
-        self.sessions.insert(host.clone(), (id, tx.clone()));
-        self.metrics.set_connected_agents(self.sessions.len() as u64);
-        let rec = self.store.update_host(&host, |h| {
-            h.connected = true;
-            h.last_seen = Some(now());
-        })?;
-        if let Some(d) = rec.desired {
-            if rec.applied_serial < Some(d.envelope.serial)
-                && !self.rollout.iter().skip(1).any(|h| h == &host)
-            {
-                let _ = tx.try_send(Outgoing::Plan(Box::new(d)));
-            }
-        }
-        self.store.snapshot(now())
+        let mut hosts = self.store.hosts()?;
+        self.outboxes.insert(host.clone(), tx);
+        self.rollout.handle_session_up(&host, id, &mut hosts, unix_now());
+        self.perform()?;
+        self.store.snapshot(unix_now())
     }
 
     fn on_message(&mut self, host: String, msg: FromAgent) -> Result<()> {
         match msg {
-            FromAgent::Keys { identity, wireguard } => {
-                let before = self.store.host(&host)?;
-                let changed = before.wireguard != wireguard;
-                self.store.update_host(&host, |h| {
-                    h.identity = Some(identity);
-                    h.wireguard = wireguard;
-                    h.last_seen = Some(now());
-                })?;
-                if changed {
-                    tracing::info!(host, "agent reported new WireGuard keys; recompiling");
-                    self.recompile_good()?;
-                }
-            }
+            FromAgent::Keys { identity, wireguard } => self.on_keys(&host, identity, wireguard)?,
             FromAgent::Report(r) => {
-                let serial = r.get("serial").and_then(|s| s.as_u64());
-                let outcome = r
-                    .get("outcome")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                let commit = r.get("commit").and_then(|s| s.as_str()).map(str::to_string);
-                let drift: Vec<String> = if outcome == "drift" {
-                    r.get("changes")
-                        .and_then(|c| c.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|c| {
-                                    c.get("resource").and_then(|x| x.as_str()).map(str::to_string)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                } else {
-                    vec![]
-                };
-                let rec = self.store.update_host(&host, |h| {
-                    h.last_seen = Some(now());
-                    h.last_report = Some(r.clone());
-                    match outcome.as_str() {
-                        "applied" | "unchanged" | "healed" | "in_sync" => {
-                            if outcome != "in_sync" && outcome != "healed" {
-                                h.applied_serial = serial;
-                                h.applied_commit = commit.clone();
-                            }
-                            h.drift.clear();
-                            h.error = None;
-                        }
-                        "drift" => h.drift = drift.clone(),
-                        "rejected" | "failed" => {
-                            h.error = r
-                                .get("message")
-                                .and_then(|m| m.as_str())
-                                .map(|m| format!("{outcome}: {m}"))
-                        }
-                        "rolled_back" => {
-                            h.applied_serial = serial;
-                            h.applied_commit = commit.clone();
-                            h.error = r
-                                .get("message")
-                                .and_then(|m| m.as_str())
-                                .map(|m| format!("rolled back: {m}"));
-                        }
-                        _ => {}
-                    }
-                })?;
-                // The agent reached us after applying: it is reachable and
-                // healthy, so confirm (the agent rolls back otherwise).
-                if matches!(outcome.as_str(), "applied" | "unchanged") {
-                    self.metrics
-                        .record_reconcile(crate::http::ReconcileOutcome::Applied);
-                    if let (Some(t), true) = (
-                        self.seen_at,
-                        rec.desired.as_ref().map(|d| d.envelope.serial) == serial,
-                    ) {
-                        self.metrics.observe_push_to_applied(t.elapsed().as_secs_f64());
-                    }
-                    if let (Some(s), Some(d)) = (serial, rec.desired.as_ref()) {
-                        if s == d.envelope.serial && rec.confirmed_serial < Some(s) {
-                            if let Some((_, tx)) = self.sessions.get(&host) {
-                                let _ = tx.try_send(Outgoing::Confirm(s));
-                                self.store.update_host(&host, |h| h.confirmed_serial = Some(s))?;
-                                tracing::info!(host, serial = s, "confirmed");
-                            }
-                        }
-                    }
-                    if self.rollout.first() == Some(&host) {
-                        self.rollout.remove(0);
-                        self.advance_rollout();
-                    }
-                }
-                if matches!(outcome.as_str(), "rejected" | "failed" | "rolled_back") {
-                    self.metrics
-                        .record_reconcile(crate::http::ReconcileOutcome::Failed);
-                }
-                let drifted: usize = self.store.hosts()?.values().map(|h| h.drift.len()).sum();
-                self.metrics.set_drifted_resources(drifted as u64);
-                if matches!(outcome.as_str(), "rejected" | "failed" | "rolled_back")
-                    && self.rollout.first() == Some(&host)
-                {
-                    tracing::warn!(host, "rollout stopped: {outcome}");
-                    self.rollout.clear();
-                }
+                let mut hosts = self.store.hosts()?;
+                let now = Instant::now();
+                self.rollout.handle_report(&host, &r, &mut hosts, unix_now(), now);
+                self.perform()?;
             }
         }
-        self.store.snapshot(now())
+        self.store.snapshot(unix_now())
+    }
+
+    /// An agent's keys: remember them, and recompile if its WireGuard keys
+    /// changed (peers' plans carry them).
+    fn on_keys(&mut self, host: &str, identity: String, wireguard: BTreeMap<String, String>) -> Result<()> {
+        let changed = self.store.host(host)?.wireguard != wireguard;
+        self.store.update_host(host, |h| {
+            h.identity = Some(identity);
+            h.wireguard = wireguard;
+            h.last_seen = Some(unix_now());
+        })?;
+        if changed {
+            tracing::info!(host, "agent reported new WireGuard keys; recompiling");
+            self.recompile_good()?;
+        }
+        Ok(())
     }
 
     fn on_disconnected(&mut self, host: String, id: u64, reason: String) -> Result<()> {
-        if self.sessions.get(&host).is_some_and(|(i, _)| *i == id) {
-            self.sessions.remove(&host);
-            self.metrics.set_connected_agents(self.sessions.len() as u64);
+        if self.rollout.handle_session_down(&host, id) {
+            self.outboxes.remove(&host);
             tracing::warn!(host, reason, "agent disconnected");
-            self.store.update_host(&host, |h| h.connected = false)?;
-            self.store.snapshot(now())?;
+            self.perform()?;
+            self.store.snapshot(unix_now())?;
         }
         Ok(())
+    }
+
+    /// The main loop: one event at a time, until every sender is gone.
+    async fn run(&mut self, mut rx: mpsc::Receiver<Event>) {
+        while let Some(ev) = rx.recv().await {
+            let queue = match ev {
+                Event::Trigger(why) => {
+                    tracing::trace!(why, "checking the repo");
+                    // A burst of triggers compiles the newest commit once: wait a
+                    // moment, take everything queued, fetch once, then handle the
+                    // other events in their order (never re-queued behind triggers).
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let mut rest = vec![];
+                    while let Ok(e) = rx.try_recv() {
+                        if !matches!(e, Event::Trigger(_)) {
+                            rest.push(e);
+                        }
+                    }
+                    if let Err(e) = self.fetch_and_process() {
+                        tracing::error!("{e:#}");
+                    }
+                    rest
+                }
+                other => vec![other],
+            };
+            for ev in queue {
+                if let Err(e) = self.handle(ev) {
+                    tracing::error!("{e:#}");
+                }
+            }
+        }
     }
 }
 
@@ -360,113 +316,94 @@ pub async fn serve(opts: Options) -> Result<()> {
         &opts.branch,
         opts.access.clone(),
     )?;
-    let (tx, mut rx) = mpsc::channel::<Event>(1024);
-
-    // Polling.
-    let t = tx.clone();
-    let poll = opts.poll;
-    tokio::spawn(async move {
-        loop {
-            if t.send(Event::Trigger("poll")).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(poll).await;
-        }
-    });
-    // Filesystem events on a local source.
+    let (tx, rx) = mpsc::channel::<Event>(1024);
+    spawn_poller(tx.clone(), opts.poll);
     let _watcher = match repo.local_path().filter(|_| opts.fs_watch) {
-        Some(p) => {
-            use notify::Watcher;
-            let t = tx.clone();
-            // Only changes: reading the repo (our own fetch) must not trigger.
-            let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if let Ok(ev) = res {
-                    if ev.kind.is_create() || ev.kind.is_modify() || ev.kind.is_remove() {
-                        let _ = t.try_send(Event::Trigger("fs"));
-                    }
-                }
-            })?;
-            w.watch(&p, notify::RecursiveMode::Recursive)
-                .with_context(|| format!("cannot watch {}", p.display()))?;
-            Some(w)
-        }
+        Some(p) => Some(watch(&p, tx.clone())?),
         None => None,
     };
-    let metrics = std::sync::Arc::new(crate::http::Metrics::new());
+    let metrics = Arc::new(crate::http::Metrics::new());
     if let Some(addr) = opts.http {
-        let mut state = crate::http::HttpState::new(metrics.clone());
-        if let Some(secret) = &opts.webhook_secret {
-            let (wtx, mut wrx) = mpsc::channel::<String>(16);
-            state = state.with_webhook(crate::http::WebhookConfig::new(secret.clone())?, wtx);
-            let t = tx.clone();
-            tokio::spawn(async move {
-                while let Some(r) = wrx.recv().await {
-                    tracing::info!(r#ref = %r, "webhook push");
-                    if t.send(Event::Trigger("webhook")).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let state = std::sync::Arc::new(state);
-        state.set_healthy(true);
-        let server = crate::http::bind(addr, state).await?;
-        tracing::info!(addr = %server.local_addr()?, "http: /healthz /metrics /webhook");
-        tokio::spawn(async move {
-            if let Err(e) = server.run().await {
-                tracing::error!("http server stopped: {e:#}");
-            }
-        });
+        start_http(addr, opts.webhook_secret.as_deref(), metrics.clone(), tx.clone()).await?;
     }
     let agents = transport::start(&opts, &key, tx.clone()).await?;
 
     let mut svc = Service {
         metrics,
-        seen_at: None,
         opts,
         store,
         repo,
         key,
-        sessions: BTreeMap::new(),
+        outboxes: BTreeMap::new(),
         config: None,
-        rollout: vec![],
+        rollout: rollout::Rollout::default(),
         agents,
     };
     if let Err(e) = svc.load_good() {
         tracing::warn!("cannot load the last good commit: {e:#}");
     }
-    svc.store.snapshot(now())?;
-    while let Some(ev) = rx.recv().await {
-        let mut queue = vec![ev];
-        if let Event::Trigger(why) = queue[0] {
-            tracing::trace!(why, "checking the repo");
-            // A burst of triggers compiles the newest commit once: wait a
-            // moment, take everything queued, fetch once, then handle the
-            // other events in their order (never re-queued behind triggers).
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            queue.clear();
-            while let Ok(e) = rx.try_recv() {
-                if !matches!(e, Event::Trigger(_)) {
-                    queue.push(e);
-                }
-            }
-            if let Err(e) = svc.fetch_and_process() {
-                tracing::error!("{e:#}");
-            }
-        }
-        for ev in queue {
-            let r = match ev {
-                Event::Trigger(_) => Ok(()),
-                Event::Connected { host, tx, id } => svc.on_connected(host, tx, id),
-                Event::FromAgent { host, msg } => svc.on_message(host, msg),
-                Event::Disconnected { host, id, reason } => svc.on_disconnected(host, id, reason),
-            };
-            if let Err(e) = r {
-                tracing::error!("{e:#}");
-            }
-        }
-    }
+    svc.store.snapshot(unix_now())?;
+    svc.run(rx).await;
     Ok(())
 }
 
-pub mod transport;
+/// A trigger now and every `poll` after.
+fn spawn_poller(tx: mpsc::Sender<Event>, poll: Duration) {
+    tokio::spawn(async move {
+        loop {
+            if tx.send(Event::Trigger("poll")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    });
+}
+
+/// A trigger on filesystem changes under a local source.
+fn watch(path: &std::path::Path, tx: mpsc::Sender<Event>) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    // Only changes: reading the repo (our own fetch) must not trigger.
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.kind.is_create() || ev.kind.is_modify() || ev.kind.is_remove() {
+                let _ = tx.try_send(Event::Trigger("fs"));
+            }
+        }
+    })?;
+    w.watch(path, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", path.display()))?;
+    Ok(w)
+}
+
+/// `/healthz`, `/metrics`, and `/webhook` (a trigger per push) if a secret
+/// is set.
+async fn start_http(
+    addr: SocketAddr,
+    webhook_secret: Option<&[u8]>,
+    metrics: Arc<crate::http::Metrics>,
+    tx: mpsc::Sender<Event>,
+) -> Result<()> {
+    let mut state = crate::http::HttpState::new(metrics);
+    if let Some(secret) = webhook_secret {
+        let (wtx, mut wrx) = mpsc::channel::<String>(16);
+        state = state.with_webhook(crate::http::WebhookConfig::new(secret.to_vec())?, wtx);
+        tokio::spawn(async move {
+            while let Some(r) = wrx.recv().await {
+                tracing::info!(r#ref = %r, "webhook push");
+                if tx.send(Event::Trigger("webhook")).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let state = Arc::new(state);
+    state.set_healthy(true);
+    let server = crate::http::bind(addr, state).await?;
+    tracing::info!(addr = %server.local_addr()?, "http: /healthz /metrics /webhook");
+    tokio::spawn(async move {
+        if let Err(e) = server.run().await {
+            tracing::error!("http server stopped: {e:#}");
+        }
+    });
+    Ok(())
+}

@@ -2,16 +2,21 @@
 //! directory: per host the serial high-water mark (never goes backwards, even
 //! across a crash: it is committed before a plan leaves), the last plan sent,
 //! agent keys and reports; and the history of commits with their outcome.
-//! A JSON snapshot (`status.json`) is written after every change for
-//! `warren-controller status`, which must not open the database while the
-//! service holds it.
+//! A JSON snapshot (`status.json`, see [`super::status`]) is written after
+//! every change for `warren-controller status`, which must not open the
+//! database while the service holds it.
+//!
+//! It stores and loads records; it decides nothing about rollouts or host
+//! states. Records written by older versions must keep loading: a service
+//! that cannot read its own store cannot serve anyone.
 
 use anyhow::{Context, Result};
 use redb::{Database, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use warren_plan::SignedPlan;
+use warren_wire::Report;
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
@@ -30,11 +35,73 @@ pub struct HostRecord {
     pub wireguard: BTreeMap<String, String>,
     pub connected: bool,
     pub last_seen: Option<u64>,
-    pub last_report: Option<serde_json::Value>,
+    /// The agent's last report. One the current [`Report`] type cannot read
+    /// (written by another version) is dropped rather than failing the load.
+    #[serde(default, deserialize_with = "lenient_report")]
+    pub last_report: Option<Report>,
     /// Drift summary from the last report (empty when in sync).
     pub drift: Vec<String>,
     /// The last error for this host (key mismatch, apply failed...).
     pub error: Option<String>,
+}
+
+/// Read a stored report, or `None` if its shape is not today's.
+pub fn lenient_report<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Report>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// What became of a commit. Stored and shown as the `snake_case` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// Valid; at least one host got a new plan.
+    Compiled,
+    /// `warren.yaml` is missing or has errors; nothing was sent.
+    Invalid,
+    /// Valid, and no host's plan changed.
+    Unchanged,
+    /// A key pinned in the YAML disagrees with what an agent presents.
+    /// Versions before the typed outcome stored `key-mismatch`.
+    #[serde(alias = "key-mismatch")]
+    KeyMismatch,
+    /// Valid, but the compiler refused it.
+    Error,
+}
+
+impl CommitOutcome {
+    /// The name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitOutcome::Compiled => "compiled",
+            CommitOutcome::Invalid => "invalid",
+            CommitOutcome::Unchanged => "unchanged",
+            CommitOutcome::KeyMismatch => "key_mismatch",
+            CommitOutcome::Error => "error",
+        }
+    }
+
+    /// The name in `status`'s text output (kept from before the enum).
+    pub fn label(self) -> &'static str {
+        match self {
+            CommitOutcome::KeyMismatch => "key-mismatch",
+            other => other.as_str(),
+        }
+    }
+
+    /// The commit became (or stayed) what agents should run.
+    pub fn is_accepted(self) -> bool {
+        match self {
+            CommitOutcome::Compiled | CommitOutcome::Unchanged => true,
+            CommitOutcome::Invalid | CommitOutcome::KeyMismatch | CommitOutcome::Error => false,
+        }
+    }
+}
+
+impl std::fmt::Display for CommitOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,8 +109,7 @@ pub struct CommitRecord {
     pub commit: String,
     pub summary: String,
     pub at: u64,
-    /// `compiled` | `invalid` | `unchanged` | `key-mismatch` | `error`
-    pub outcome: String,
+    pub outcome: CommitOutcome,
     pub diagnostics: Vec<String>,
     /// Hosts that got a new plan, with its serial.
     pub pushed: BTreeMap<String, u64>,
@@ -166,28 +232,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Write `status.json` for `warren-controller status`.
+    /// Write `status.json` for `warren-controller status`, atomically (a
+    /// reader never sees half a file, a crash never leaves one).
     pub fn snapshot(&self, now: u64) -> Result<()> {
-        let s = serde_json::json!({
-            "at": now,
-            "good_commit": self.good_commit()?,
-            "last_commit": self.last_commit()?,
-            "hosts": self.hosts()?.into_iter().map(|(k, mut h)| {
-                let pending = h.desired.as_ref().map_or(0, |d| d.plan.pending_keys().len());
-                let desired = h.desired.take().map(|d| (d.envelope.serial, d.envelope.commit));
-                let mut v = serde_json::to_value(&h).unwrap_or_default();
-                v["desired_serial"] = serde_json::json!(desired.as_ref().map(|d| d.0));
-                v["plan_commit"] = serde_json::json!(desired.map(|d| d.1));
-                // Peers whose keys the agents have not reported yet.
-                v["pending_keys"] = serde_json::json!(pending);
-                (k, v)
-            }).collect::<BTreeMap<_, _>>(),
-            "history": self.history(20)?,
-        });
-        let tmp = self.dir.join("status.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&s)?)?;
-        std::fs::rename(&tmp, self.dir.join("status.json"))?;
-        Ok(())
+        let s = super::status::StatusSnapshot {
+            at: now,
+            good_commit: self.good_commit()?,
+            last_commit: self.last_commit()?,
+            hosts: self
+                .hosts()?
+                .into_iter()
+                .map(|(name, h)| (name, super::status::HostSnapshot::from(h)))
+                .collect(),
+            history: self.history(super::status::HISTORY)?,
+        };
+        let p = super::status::path(&self.dir);
+        warren_host::write_atomic(&p, &serde_json::to_vec_pretty(&s)?)
+            .with_context(|| format!("cannot write {}", p.display()))
     }
 }
 
@@ -196,11 +257,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn serials_survive_reopening_and_never_go_back() {
-        let d = std::env::temp_dir().join(format!("warren-store-{}", std::process::id()));
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("warren-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn serials_survive_reopening_and_never_go_back() {
+        let d = scratch("serials");
         {
             let s = Store::open(&d).unwrap();
             assert_eq!(s.next_serial("router").unwrap(), 1);
@@ -210,7 +276,7 @@ mod tests {
                 commit: "a".into(),
                 summary: "s".into(),
                 at: 1,
-                outcome: "invalid".into(),
+                outcome: CommitOutcome::Invalid,
                 diagnostics: vec!["d".into()],
                 pushed: BTreeMap::new(),
             })
@@ -218,8 +284,69 @@ mod tests {
         }
         let s = Store::open(&d).unwrap();
         assert_eq!(s.next_serial("router").unwrap(), 3);
-        assert_eq!(s.history(5).unwrap()[0].outcome, "invalid");
+        assert_eq!(s.history(5).unwrap()[0].outcome, CommitOutcome::Invalid);
         assert_eq!(s.hosts().unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn legacy_host(last_report: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "serial": 3, "desired": null, "applied_serial": 2, "applied_commit": "c2",
+            "confirmed_serial": 2, "identity": null, "wireguard": {}, "connected": true,
+            "last_seen": 5, "last_report": last_report, "drift": [], "error": null
+        })
+    }
+
+    #[test]
+    fn records_written_by_older_versions_still_load() {
+        let d = scratch("legacy");
+        let s = Store::open(&d).unwrap();
+        // Stored as an untyped value before reports were typed: one today's
+        // Report can read, and one it cannot (an outcome it does not know).
+        let readable = serde_json::json!({"host": "gateway", "serial": 2, "commit": "c2",
+            "outcome": "applied", "message": "ok", "changes": [], "at": 4});
+        let unreadable = serde_json::json!({"host": "router", "serial": 2, "outcome": "exploded"});
+        s.put("host/gateway", &legacy_host(readable)).unwrap();
+        s.put("host/router", &legacy_host(unreadable)).unwrap();
+        let old_commit = br#"{"commit":"c3","summary":"s","at":1,"outcome":"key-mismatch","diagnostics":["d"],"pushed":{}}"#;
+        let w = s.db.begin_write().unwrap();
+        w.open_table(HISTORY)
+            .unwrap()
+            .insert(0, old_commit.as_slice())
+            .unwrap();
+        w.commit().unwrap();
+
+        let hosts = s.hosts().unwrap();
+        let gw = hosts["gateway"].last_report.as_ref().unwrap();
+        assert_eq!((gw.outcome, gw.serial), (warren_wire::Outcome::Applied, Some(2)));
+        assert!(
+            hosts["router"].last_report.is_none(),
+            "an unreadable report is dropped"
+        );
+        assert_eq!(
+            hosts["router"].applied_serial,
+            Some(2),
+            "the rest of the record is kept"
+        );
+        assert_eq!(s.history(1).unwrap()[0].outcome, CommitOutcome::KeyMismatch);
+
+        // The next writes use today's spelling, and the snapshot works.
+        s.update_host("router", |h| h.last_seen = Some(6)).unwrap();
+        s.snapshot(9).unwrap();
+        let text = std::fs::read_to_string(d.join("status.json")).unwrap();
+        assert!(text.contains("\"key_mismatch\""), "{text}");
+        assert!(!text.contains("key-mismatch"), "{text}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn commit_outcome_names_round_trip() {
+        use CommitOutcome::*;
+        for o in [Compiled, Invalid, Unchanged, KeyMismatch, Error] {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("\"{o}\""));
+            assert_eq!(serde_json::from_str::<CommitOutcome>(&json).unwrap(), o);
+            assert_eq!(o.label() == o.as_str(), o != KeyMismatch, "{o}");
+        }
     }
 }

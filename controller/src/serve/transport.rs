@@ -3,6 +3,9 @@
 //! key) and accepts agents that dial `--listen` (authorizing them by the
 //! `agent.identity` the YAML lists). After `Hello` both directions are the
 //! same: sessions turn messages into [`Event`]s for the main loop.
+//!
+//! It moves messages and decides nothing about them: what to send, and
+//! what a report means, is the rollout's business.
 
 use super::{Event, FromAgent, Options, Outgoing};
 use anyhow::Result;
@@ -67,56 +70,63 @@ pub async fn start(opts: &Options, key: &SigningKey, tx: mpsc::Sender<Event>) ->
         let authorize = move |k: &VerifyingKey| a.host_of(k);
         let listener = warren_wire::listen(addr, key.clone(), authorize).await?;
         tracing::info!(%addr, "listening for agents");
-        let t = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(conn) => {
-                        let t = t.clone();
-                        tokio::spawn(async move { session(conn, None, t).await });
-                    }
-                    Err(e) => {
-                        tracing::error!("agent listener stopped: {e}");
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::spawn(accept_loop(listener, tx.clone()));
     }
-    // Dial manager: keep one session per dialable agent, with backoff.
-    let a = agents.clone();
-    let key = key.clone();
-    tokio::spawn(async move {
-        let mut running: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
-        loop {
-            running.retain(|_, h| !h.is_finished());
-            for (host, (addr, expected)) in a.dial_targets() {
-                if running.contains_key(&host) {
-                    continue;
-                }
-                let (key, t, h) = (key.clone(), tx.clone(), host.clone());
-                running.insert(
-                    host,
-                    tokio::spawn(async move {
-                        let mut backoff =
-                            warren_wire::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-                        loop {
-                            match warren_wire::dial(&addr.to_string(), key.clone(), expected).await {
-                                Ok(conn) => {
-                                    backoff.reset();
-                                    session(conn, Some(h.clone()), t.clone()).await;
-                                }
-                                Err(e) => tracing::debug!(host = %h, %addr, "dial failed: {e}"),
-                            }
-                            tokio::time::sleep(backoff.next_delay()).await;
-                        }
-                    }),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    tokio::spawn(dial_manager(agents.clone(), key.clone(), tx));
     Ok(agents)
+}
+
+/// Agents that dial us: one session task each.
+async fn accept_loop(listener: warren_wire::Listener, tx: mpsc::Sender<Event>) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => {
+                let t = tx.clone();
+                tokio::spawn(async move { session(conn, None, t).await });
+            }
+            Err(e) => {
+                tracing::error!("agent listener stopped: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Keep one session per dialable agent (as the last good config lists
+/// them), each redialled with backoff.
+async fn dial_manager(agents: Agents, key: SigningKey, tx: mpsc::Sender<Event>) {
+    let mut running: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        running.retain(|_, h| !h.is_finished());
+        for (host, (addr, expected)) in agents.dial_targets() {
+            if running.contains_key(&host) {
+                continue;
+            }
+            let task = redial(host.clone(), addr, expected, key.clone(), tx.clone());
+            running.insert(host, tokio::spawn(task));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn redial(
+    host: String,
+    addr: SocketAddr,
+    expected: VerifyingKey,
+    key: SigningKey,
+    tx: mpsc::Sender<Event>,
+) {
+    let mut backoff = warren_wire::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        match warren_wire::dial(&addr.to_string(), key.clone(), expected).await {
+            Ok(conn) => {
+                backoff.reset();
+                session(conn, Some(host.clone()), tx.clone()).await;
+            }
+            Err(e) => tracing::debug!(host = %host, %addr, "dial failed: {e}"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
 }
 
 /// One authenticated session until it ends; never takes the controller down.
@@ -145,43 +155,54 @@ async fn session(mut conn: warren_wire::Connection, expected: Option<String>, tx
             .await;
         return;
     }
-    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(16);
-    if tx
-        .send(Event::Connected {
-            host: host.clone(),
-            tx: out_tx,
-            id,
-        })
-        .await
-        .is_err()
-    {
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(16);
+    let up = Event::Connected {
+        host: host.clone(),
+        tx: out_tx,
+        id,
+    };
+    if tx.send(up).await.is_err() {
         return;
     }
-    let reason = loop {
+    let reason = relay(&mut conn, &host, &tx, out_rx).await;
+    let _ = tx.send(Event::Disconnected { host, id, reason }).await;
+}
+
+/// Messages both ways until the session ends; why it ended.
+async fn relay(
+    conn: &mut warren_wire::Connection,
+    host: &str,
+    tx: &mpsc::Sender<Event>,
+    mut out_rx: mpsc::Receiver<Outgoing>,
+) -> String {
+    let from = |msg| Event::FromAgent {
+        host: host.to_string(),
+        msg,
+    };
+    loop {
         tokio::select! {
             m = conn.recv() => match m {
                 Ok(Some(Message::Keys { identity, wireguard })) => {
-                    let _ = tx.send(Event::FromAgent { host: host.clone(), msg: FromAgent::Keys { identity, wireguard } }).await;
+                    let _ = tx.send(from(FromAgent::Keys { identity, wireguard })).await;
                 }
                 Ok(Some(Message::Report(r))) => {
-                    let _ = tx.send(Event::FromAgent { host: host.clone(), msg: FromAgent::Report(serde_json::to_value(&*r).unwrap_or_default()) }).await;
+                    let _ = tx.send(from(FromAgent::Report(r))).await;
                 }
-                Ok(Some(Message::Bye { reason })) => break format!("agent said bye: {reason}"),
+                Ok(Some(Message::Bye { reason })) => return format!("agent said bye: {reason}"),
                 Ok(Some(other)) => tracing::debug!(host, "ignoring {other:?}"),
-                Ok(None) => break "closed".to_string(),
-                Err(e) => break format!("{e}"),
+                Ok(None) => return "closed".to_string(),
+                Err(e) => return format!("{e}"),
             },
             o = out_rx.recv() => {
                 let msg = match o {
                     Some(Outgoing::Plan(p)) => Message::Plan(p),
                     Some(Outgoing::Confirm(serial)) => Message::Confirm { serial },
-                    None => break "replaced by a newer session".to_string(),
+                    None => return "replaced by a newer session".to_string(),
                 };
                 if let Err(e) = conn.send(msg).await {
-                    break format!("{e}");
+                    return format!("{e}");
                 }
             }
         }
-    };
-    let _ = tx.send(Event::Disconnected { host, id, reason }).await;
+    }
 }
