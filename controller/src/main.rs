@@ -5,6 +5,7 @@
 
 mod http;
 mod keys;
+mod metrics;
 mod serve;
 mod source;
 
