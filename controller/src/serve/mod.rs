@@ -97,17 +97,17 @@ fn controller_key(dir: &std::path::Path) -> Result<SigningKey> {
 
 /// `warren_reconciles_total` for a processed commit (accepted commits count
 /// when their agents report).
-fn reconcile_metric(outcome: store::CommitOutcome) -> Option<crate::http::ReconcileOutcome> {
+fn reconcile_metric(outcome: store::CommitOutcome) -> Option<crate::metrics::ReconcileOutcome> {
     use store::CommitOutcome::*;
     match outcome {
         Compiled | Unchanged => None,
-        Invalid | KeyMismatch => Some(crate::http::ReconcileOutcome::Invalid),
-        Error => Some(crate::http::ReconcileOutcome::Failed),
+        Invalid | KeyMismatch => Some(crate::metrics::ReconcileOutcome::Invalid),
+        Error => Some(crate::metrics::ReconcileOutcome::Failed),
     }
 }
 
 struct Service {
-    metrics: Arc<crate::http::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     opts: Options,
     store: store::Store,
     repo: repo::Repo,
@@ -202,7 +202,7 @@ impl Service {
     }
 
     fn record(&self, m: Metric) {
-        use crate::http::ReconcileOutcome;
+        use crate::metrics::ReconcileOutcome;
         match m {
             Metric::AgentApplied => self.metrics.record_reconcile(ReconcileOutcome::Applied),
             Metric::AgentFailed => self.metrics.record_reconcile(ReconcileOutcome::Failed),
@@ -322,7 +322,7 @@ pub async fn serve(opts: Options) -> Result<()> {
         Some(p) => Some(watch(&p, tx.clone())?),
         None => None,
     };
-    let metrics = Arc::new(crate::http::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     if let Some(addr) = opts.http {
         start_http(addr, opts.webhook_secret.as_deref(), metrics.clone(), tx.clone()).await?;
     }
@@ -380,7 +380,7 @@ fn watch(path: &std::path::Path, tx: mpsc::Sender<Event>) -> Result<notify::Reco
 async fn start_http(
     addr: SocketAddr,
     webhook_secret: Option<&[u8]>,
-    metrics: Arc<crate::http::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     tx: mpsc::Sender<Event>,
 ) -> Result<()> {
     let mut state = crate::http::HttpState::new(metrics);

@@ -29,14 +29,15 @@ pub enum SecretError {
         why: String,
     },
     /// The operating system refused a read or write.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         /// `read` or `create`.
         action: &'static str,
         /// The key file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, so not a `source()`:
+        /// an error chain printed with `{:#}` would repeat it).
+        error: std::io::Error,
     },
     /// No randomness to make a key from.
     #[error("no randomness: {0}")]
@@ -45,10 +46,10 @@ pub enum SecretError {
 
 /// Read a secret, or `None` if the file does not exist.
 pub fn read(path: &Path) -> Result<Option<[u8; 32]>, SecretError> {
-    let io = |source| SecretError::Io {
+    let io = |error| SecretError::Io {
         action: "read",
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -81,10 +82,10 @@ fn decode(text: &str) -> Result<[u8; 32], String> {
 pub fn create(path: &Path) -> Result<[u8; 32], SecretError> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| SecretError::Random(e.to_string()))?;
-    let io = |source| SecretError::Io {
+    let io = |error| SecretError::Io {
         action: "create",
         path: path.to_path_buf(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::fs::ensure_private_dir(dir).map_err(io)?;
@@ -101,7 +102,7 @@ pub fn read_or_create(path: &Path) -> Result<([u8; 32], bool), SecretError> {
     match create(path) {
         Ok(s) => Ok((s, true)),
         // Someone else created it between our read and our create.
-        Err(SecretError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+        Err(SecretError::Io { error, .. }) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             read(path)?
                 .map(|s| (s, false))
                 .ok_or_else(|| SecretError::Corrupt {
