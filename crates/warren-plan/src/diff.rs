@@ -462,3 +462,297 @@ fn describe_nft_drift(expected: &str, live: &str) -> String {
         diffs.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Drift, Platform, WgInterface};
+    use crate::state::{NftState, PeerState};
+
+    fn cidr(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
+    }
+
+    fn peer(name: &str, key: &str, ips: &[&str]) -> WgPeer {
+        WgPeer {
+            name: name.into(),
+            public_key: PeerKey::Known(key.into()),
+            endpoint: Some("192.0.2.1:51820".into()),
+            allowed_ips: ips.iter().map(|c| cidr(c)).collect(),
+            persistent_keepalive: Some(25),
+        }
+    }
+
+    fn live_peer(key: &str) -> PeerState {
+        PeerState {
+            public_key: key.into(),
+            endpoint: None,
+            allowed_ips: vec![cidr("10.9.9.9/32")],
+            persistent_keepalive: None,
+            latest_handshake: 0,
+        }
+    }
+
+    fn table() -> NftTable {
+        NftTable {
+            name: crate::nft::TABLE.into(),
+            sets: vec![],
+            maps: vec![],
+            chains: vec![],
+        }
+    }
+
+    fn route(dst: &str, table: u32) -> Route {
+        Route {
+            table,
+            dst: cidr(dst),
+            dev: "wg0".into(),
+            via: None,
+        }
+    }
+
+    fn rule(priority: u32, fwmark: Option<u32>) -> PolicyRule {
+        PolicyRule {
+            priority,
+            fwmark,
+            from: None,
+            table: 100,
+        }
+    }
+
+    /// A plan and a live state that differ in every way the diff knows.
+    fn everything() -> (Plan, State, BTreeMap<String, String>) {
+        let wg0 = WgInterface {
+            name: "wg0".into(),
+            addresses: vec![cidr("10.0.18.1/24")],
+            listen_port: Some(51820),
+            mtu: 1420,
+            peers: vec![
+                peer("gw", "AAAA", &["10.0.18.2/32"]),
+                peer("phone", "BBBB", &["10.0.18.3/32"]),
+            ],
+        };
+        let wg1 = WgInterface {
+            name: "wg1".into(),
+            addresses: vec![cidr("10.0.19.1/24")],
+            listen_port: None,
+            mtu: 1380,
+            peers: vec![peer("p", "CCCC", &["10.0.19.2/32"])],
+        };
+        let plan = Plan {
+            format: crate::FORMAT,
+            host: "router".into(),
+            platform: Platform::Linux,
+            drift: Drift::Report,
+            sysctls: [
+                ("net.ipv4.conf.wg1.rp_filter".to_string(), "0".to_string()),
+                ("net.ipv4.ip_forward".to_string(), "1".to_string()),
+            ]
+            .into(),
+            wireguard: vec![wg0, wg1],
+            routes: vec![route("0.0.0.0/0", 100)],
+            rules: vec![rule(456, Some(10))],
+            firewall: Firewall::Nftables(table()),
+            notes: vec![],
+        };
+        let mut live = State::default();
+        live.interfaces.insert(
+            "wg0".into(),
+            InterfaceState {
+                public_key: Some("someone-else".into()),
+                listen_port: None,
+                mtu: 1500,
+                up: false,
+                addresses: vec![cidr("10.0.17.1/24"), cidr("10.0.16.1/24")],
+                peers: vec![live_peer("AAAA"), live_peer("OLD1"), live_peer("OLD2")],
+            },
+        );
+        live.interfaces.insert(
+            "wg7".into(),
+            InterfaceState {
+                peers: vec![live_peer("OLD3")],
+                ..InterfaceState::default()
+            },
+        );
+        live.interfaces.insert("wg9".into(), InterfaceState::default());
+        live.routes = vec![route("10.5.0.0/16", 100), route("10.6.0.0/16", 100)];
+        live.rules = vec![rule(500, None)];
+        live.nft = Some(NftState {
+            normalized: "[]".into(),
+        });
+        let own = [
+            ("wg0".to_string(), "OWN0".to_string()),
+            ("wg1".to_string(), "OWN1".to_string()),
+        ]
+        .into();
+        (plan, live, own)
+    }
+
+    #[test]
+    fn order_and_text_of_every_kind_of_change() {
+        let (mut plan, live, own_keys) = everything();
+        plan.wireguard.push(WgInterface {
+            name: "wg7".into(),
+            addresses: vec![],
+            listen_port: None,
+            mtu: 0,
+            peers: vec![],
+        });
+        let cx = Context {
+            own_keys,
+            owned_interfaces: ["wg9".to_string()].into(),
+            nft_memory: None,
+        };
+        let text: Vec<String> = diff(&plan, &live, &cx).iter().map(|c| c.to_string()).collect();
+        let want = [
+            "interface wg1: expected present, found absent",
+            "interface wg0 private key: expected the key whose public half is OWN0, found public key someone-else",
+            "interface wg0 listen-port: expected 51820, found none",
+            "interface wg0 mtu: expected 1420, found 1500",
+            "interface wg0 address 10.0.18.1/24: expected present, found absent",
+            "interface wg0 state: expected up, found down",
+            "interface wg1 private key: expected the key whose public half is OWN1, found no key",
+            "interface wg1 mtu: expected 1380, found 0",
+            "interface wg1 address 10.0.19.1/24: expected present, found absent",
+            "interface wg1 state: expected up, found down",
+            "interface wg7 state: expected up, found down",
+            "sysctl net.ipv4.ip_forward: expected 1, found unset",
+            "sysctl net.ipv4.conf.wg1.rp_filter: expected 0, found unset",
+            "interface wg0 peer gw: expected allowed-ips 10.0.18.2/32 endpoint 192.0.2.1:51820 keepalive 25, found allowed-ips 10.9.9.9/32",
+            "interface wg0 peer phone: expected allowed-ips 10.0.18.3/32 endpoint 192.0.2.1:51820 keepalive 25, found absent",
+            "interface wg1 peer p: expected allowed-ips 10.0.19.2/32 endpoint 192.0.2.1:51820 keepalive 25, found absent",
+            "route default dev wg0 table 100: expected present, found absent",
+            "rule 456: from all fwmark 0xa lookup 100: expected present, found absent",
+            "table ip warren: expected the plan's table (sha256 ",
+            "interface wg7 peer OLD3: expected absent, found present",
+            "interface wg0 peer OLD2: expected absent, found present",
+            "interface wg0 peer OLD1: expected absent, found present",
+            "interface wg0 address 10.0.17.1/24: expected absent, found present",
+            "interface wg0 address 10.0.16.1/24: expected absent, found present",
+            "rule 500: from all lookup 100: expected absent, found present",
+            "route 10.5.0.0/16 dev wg0 table 100: expected absent, found present",
+            "route 10.6.0.0/16 dev wg0 table 100: expected absent, found present",
+            "interface wg9: expected absent, found present",
+        ];
+        assert_eq!(text.len(), want.len(), "{text:#?}");
+        for (got, want) in text.iter().zip(want) {
+            assert!(
+                got.starts_with(want),
+                "{got:?} should start with {want:?}\n{text:#?}"
+            );
+        }
+        assert!(
+            text[18].ends_with("), found present, not applied by this agent"),
+            "{}",
+            text[18]
+        );
+    }
+
+    #[test]
+    fn the_table_is_replaced_for_a_reason_and_deleted_when_unplanned() {
+        let (mut plan, mut live, _) = everything();
+        plan.wireguard.clear();
+        live.interfaces.clear();
+        let Firewall::Nftables(t) = plan.firewall.clone() else {
+            unreachable!()
+        };
+        let mem = NftMemory {
+            digest: crate::hash_hex(&t),
+            normalized: r#"[{"chain":{"name":"input"}}]"#.into(),
+        };
+        let nft_text = |live: &State, mem: Option<&NftMemory>| -> Vec<String> {
+            let cx = Context {
+                nft_memory: mem,
+                ..Context::default()
+            };
+            diff(&plan, live, &cx)
+                .into_iter()
+                .filter(|c| c.resource.starts_with("table"))
+                .map(|c| c.actual)
+                .collect()
+        };
+        assert_eq!(nft_text(&live, Some(&mem)), ["chain input missing"]);
+        let older = NftMemory {
+            digest: "0".into(),
+            ..mem.clone()
+        };
+        assert_eq!(nft_text(&live, Some(&older)), ["an older plan's table"]);
+        live.nft = None;
+        assert_eq!(nft_text(&live, Some(&mem)), ["absent"]);
+        live.nft = Some(NftState {
+            normalized: mem.normalized.clone(),
+        });
+        assert!(nft_text(&live, Some(&mem)).is_empty());
+
+        plan.firewall = Firewall::None;
+        let last = diff(&plan, &live, &Context::default()).pop().unwrap();
+        assert_eq!(
+            last.to_string(),
+            "table ip warren: expected absent, found present"
+        );
+        live.nft = None;
+        assert!(!diff(&plan, &live, &Context::default())
+            .iter()
+            .any(|c| c.resource.starts_with("table")));
+    }
+
+    /// Reports and `warren-agent diff --format json` print changes: their
+    /// JSON is an interface and must not move when `Op` is reorganised.
+    #[test]
+    fn json_shape_of_every_op() {
+        let (mut plan, live, own_keys) = everything();
+        let cx = Context {
+            own_keys,
+            owned_interfaces: ["wg9".to_string()].into(),
+            nft_memory: None,
+        };
+        let mut changes = diff(&plan, &live, &cx);
+        plan.firewall = Firewall::None;
+        changes.extend(
+            diff(&plan, &live, &cx)
+                .into_iter()
+                .filter(|c| c.resource.starts_with("table")),
+        );
+        let mut seen = BTreeMap::new();
+        for c in &changes {
+            let json = serde_json::to_string(&c.op).unwrap();
+            let back: Op = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, c.op, "{json}");
+            let kind = json
+                .trim_start_matches(['{', '"'])
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            seen.entry(kind).or_insert(json);
+        }
+        let all: Vec<String> = seen.values().cloned().collect();
+        assert_eq!(all, GOLDEN);
+        let c = &changes[0];
+        assert_eq!(
+            serde_json::to_string(c).unwrap(),
+            r#"{"resource":"interface wg1","expected":"present","actual":"absent","op":{"create_interface":{"name":"wg1"}}}"#
+        );
+    }
+
+    /// The serialized form of each operation before `Op` was grouped by subsystem.
+    const GOLDEN: [&str; 17] = [
+        r#"{"add_address":{"interface":"wg0","address":"10.0.18.1/24"}}"#,
+        r#"{"add_route":{"route":{"table":100,"dst":"0.0.0.0/0","dev":"wg0","via":null}}}"#,
+        r#"{"add_rule":{"rule":{"priority":456,"fwmark":10,"from":null,"table":100}}}"#,
+        r#"{"create_interface":{"name":"wg1"}}"#,
+        r#"{"del_address":{"interface":"wg0","address":"10.0.17.1/24"}}"#,
+        r#"{"del_route":{"route":{"table":100,"dst":"10.5.0.0/16","dev":"wg0","via":null}}}"#,
+        r#"{"del_rule":{"rule":{"priority":500,"fwmark":null,"from":null,"table":100}}}"#,
+        r#"{"delete_interface":{"name":"wg9"}}"#,
+        r#""delete_table""#,
+        r#"{"remove_peer":{"interface":"wg0","key":"OLD2"}}"#,
+        r#"{"replace_table":{"table":{"name":"warren","sets":[],"maps":[],"chains":[]}}}"#,
+        r#"{"set_listen_port":{"interface":"wg0","port":51820}}"#,
+        r#"{"set_mtu":{"interface":"wg0","mtu":1420}}"#,
+        r#"{"set_peer":{"interface":"wg0","peer":{"name":"gw","public_key":{"known":"AAAA"},"endpoint":"192.0.2.1:51820","allowed_ips":["10.0.18.2/32"],"persistent_keepalive":25},"key":"AAAA"}}"#,
+        r#"{"set_private_key":{"interface":"wg0"}}"#,
+        r#"{"set_sysctl":{"key":"net.ipv4.ip_forward","value":"1"}}"#,
+        r#"{"set_up":{"interface":"wg0"}}"#,
+    ];
+}
