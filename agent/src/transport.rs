@@ -5,6 +5,7 @@
 //! protocol after `Hello` is the same.
 
 use crate::config::{Config, Link};
+use crate::keys::WgKeys;
 use crate::store::Store;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
@@ -105,7 +106,8 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
     tracing::info!(peer, "session up");
     // The identity is constant; only WireGuard keys appear over time.
     let identity = crate::keys::ensure_identity(dir)?;
-    let wg = crate::keys::wg_public_keys(dir)?;
+    let wg_keys = WgKeys::in_state_dir(dir);
+    let wg = wg_keys.all()?;
     let mut sent_keys = wg.clone();
     conn.send(Message::Keys {
         identity: identity.clone(),
@@ -138,7 +140,7 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
                     conn.send(Message::Report(Box::new(r))).await?;
                     let _ = std::fs::remove_file(&f);
                 }
-                let wg = crate::keys::wg_public_keys(dir)?;
+                let wg = wg_keys.all()?;
                 if wg != sent_keys {
                     conn.send(Message::Keys { identity: identity.clone(), wireguard: wg.clone() }).await?;
                     sent_keys = wg;
