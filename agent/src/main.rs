@@ -4,7 +4,8 @@
 //!
 //! It owns only Warren's resources (interfaces it created, `proto 77` routes
 //! and rules, the `ip warren` nft table, sysctls it changed) and must never
-//! touch anything else. It depends on `warren-plan` only: no YAML, no git.
+//! touch anything else. It depends on `warren-plan`,
+//! `warren-wire` and `warren-host` only: no YAML, no git.
 //!
 //! Exit codes ([`Exit`]): 0 success (for `diff`: nothing to change); 1 apply
 //! failed; 2 usage or configuration error; 3 plan file unreadable or
