@@ -1,20 +1,12 @@
-//! The agent's configuration file (TOML).
+//! The agent's configuration file (TOML): its schema, defaults and the
+//! checks that make a bad file fail at start-up. It only reads the file;
+//! what the settings mean is up to the modules that use them.
 
+use crate::backend::wireguard::WgMode;
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WgMode {
-    /// Kernel WireGuard if the module is there, else `wireguard-go`.
-    #[default]
-    Auto,
-    Kernel,
-    Userspace,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +15,8 @@ pub struct Config {
     pub host: String,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Controller public keys (base64 ed25519, as printed by `warren-controller keygen`).
+    /// Controller public keys (base64 ed25519, as printed by `warren-controller
+    /// keygen`, or an `ssh-ed25519` line).
     pub trusted_controller_keys: Vec<String>,
     #[serde(default)]
     pub wireguard: WgMode,
@@ -72,16 +65,34 @@ impl Config {
     pub fn trusted(&self) -> Result<Vec<VerifyingKey>> {
         self.trusted_controller_keys
             .iter()
-            .map(|k| {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(k.trim())
-                    .with_context(|| format!("trusted key {k:?} is not base64"))?;
-                let b: [u8; 32] = raw
-                    .try_into()
-                    .map_err(|_| anyhow::anyhow!("trusted key {k:?} is not 32 bytes"))?;
-                VerifyingKey::from_bytes(&b)
-                    .with_context(|| format!("trusted key {k:?} is not an ed25519 key"))
-            })
+            .map(|k| warren_wire::parse_public_key(k).with_context(|| format!("trusted key {k:?}")))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        let dir = crate::testing::scratch(&format!("config-{}", text.len()));
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, text)?;
+        Config::load(&path)
+    }
+
+    #[test]
+    fn trusted_keys_are_checked_at_load() {
+        let key = warren_wire::key_base64(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
+        let c = load(&format!(
+            "host = \"router\"\ntrusted_controller_keys = [\"{key}\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.trusted().unwrap().len(), 1);
+        assert_eq!(c.wireguard, WgMode::Auto);
+        let e = load("host = \"router\"\ntrusted_controller_keys = [\"AAAA\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("trusted key \"AAAA\""), "{e:#}");
+        let e = load("host = \"router\"\ntrusted_controller_keys = []\n").unwrap_err();
+        assert!(e.to_string().contains("no plan could ever be accepted"), "{e}");
     }
 }

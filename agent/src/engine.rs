@@ -1,53 +1,100 @@
 //! The reconcile engine: verify -> observe -> pure diff -> apply -> remember.
+//!
+//! It owns the order of those steps, routes each operation to the backend
+//! of its subsystem (one exhaustive `match`, [`dispatch`]), records what
+//! Warren owns and writes the typed reports. It does not run commands
+//! itself (backends do, through [`Sys`]) and knows nothing of the wire.
+//! Only applying creates keys: a diff reads them and nothing else.
 
-use crate::backend::{self, Backend, Scope};
+use crate::backend::{self, Backend, Backends, Claim, Scope};
 use crate::config::Config;
-use crate::store::{Applied, Report, Store};
-use crate::sys::Sys;
+use crate::keys::{self, WgKeys};
+use crate::store::{Applied, Owned, Store};
+use crate::sys::{Live, Sys};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
-use warren_plan::{Change, Context, Firewall, NftMemory, Plan, SignedPlan, State, VerifyError};
+use warren_host::unix_now;
+use warren_plan::diff::{NftOp, UNGENERATED_KEY};
+use warren_plan::{Change, Context, Firewall, NftMemory, Op, Plan, SignedPlan, State, VerifyError};
+use warren_wire::{Outcome, Report};
 
-pub struct Engine {
+pub struct Engine<S: Sys = Live> {
     pub cfg: Config,
     pub store: Store,
-    pub sys: Sys,
-    backends: Vec<Box<dyn Backend>>,
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    pub sys: S,
+    backends: Backends,
+    keys: WgKeys,
 }
 
 /// Why an apply did not happen or did not finish.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// Refused before anything was touched.
+    #[error("plan rejected: {0}")]
     Rejected(VerifyError),
+    /// Something failed part-way (or the state directory did).
+    #[error("apply failed: {0:#}")]
     Failed(anyhow::Error),
 }
 
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Rejected(e) => write!(f, "plan rejected: {e}"),
-            ApplyError::Failed(e) => write!(f, "apply failed: {e:#}"),
+/// This host's public keys.
+#[derive(Debug)]
+pub struct PublicKeys {
+    /// The identity, as an OpenSSH line.
+    pub identity: String,
+    /// One WireGuard key per interface that has one.
+    pub wireguard: BTreeMap<String, String>,
+}
+
+/// Route one operation to the backend of its subsystem.
+fn dispatch(backends: &mut Backends, sys: &mut dyn Sys, op: &Op) -> Result<Option<Claim>> {
+    match op {
+        Op::Wg(op) => backends.wireguard.apply(sys, op),
+        Op::Sysctl(op) => backends.sysctl.apply(sys, op),
+        Op::Routing(op) => backends.routing.apply(sys, op),
+        Op::Nft(op) => backends.nft.apply(sys, op),
+    }
+}
+
+/// Remember what an operation changed in what Warren owns.
+fn record(owned: &mut Owned, claim: Claim) {
+    match claim {
+        Claim::Created(name) => {
+            owned.interfaces.insert(name);
+        }
+        Claim::Deleted(name) => {
+            owned.interfaces.remove(&name);
+        }
+        Claim::SysctlOriginal { key, value } => {
+            // The first original is the one teardown restores.
+            owned.sysctl_orig.entry(key).or_insert(value);
         }
     }
 }
 
-impl Engine {
+impl Engine<Live> {
     pub fn new(cfg: Config) -> Result<Engine> {
+        Engine::with_sys(cfg, Live::default())
+    }
+}
+
+impl<S: Sys> Engine<S> {
+    pub fn with_sys(cfg: Config, sys: S) -> Result<Engine<S>> {
         let store = Store::open(&cfg.state_dir)?;
-        let backends = backend::all(cfg.wireguard);
+        let keys = WgKeys::in_state_dir(&cfg.state_dir);
+        let backends = Backends::new(cfg.wireguard, keys.clone());
         Ok(Engine {
             cfg,
             store,
-            sys: Sys::default(),
+            sys,
             backends,
+            keys,
         })
+    }
+
+    /// Writes to live state that succeeded so far.
+    pub fn writes(&self) -> usize {
+        self.sys.writes()
     }
 
     pub fn verify(&self, sp: &SignedPlan, check_serial: bool) -> Result<(), VerifyError> {
@@ -64,30 +111,56 @@ impl Engine {
         let owned = self.store.owned()?;
         let scope = Scope {
             plans: plans.to_vec(),
-            owned: &owned,
+            owned_interfaces: &owned.interfaces,
         };
-        let mut st = State::default();
-        for b in &self.backends {
-            b.observe(&self.sys, &scope, &mut st)
-                .map_err(|e| anyhow!("observing {}: {e:#}", b.name()))?;
-        }
-        Ok(st)
+        self.backends.observe(&self.sys, &scope)
     }
 
+    /// The identity and WireGuard public keys, creating the identity and a
+    /// key for each of `interfaces` if missing.
+    pub fn public_keys(&self, interfaces: &[String]) -> Result<PublicKeys> {
+        let identity = keys::ensure_identity(&self.cfg.state_dir)?;
+        for i in interfaces {
+            self.keys.ensure(i)?;
+        }
+        Ok(PublicKeys {
+            identity,
+            wireguard: self.keys.all()?,
+        })
+    }
+
+    /// This host's public key per planned interface, without creating any:
+    /// a missing one is [`UNGENERATED_KEY`].
     fn own_keys(&self, plan: &Plan) -> Result<BTreeMap<String, String>> {
         plan.wireguard
             .iter()
             .map(|i| {
-                Ok((
-                    i.name.clone(),
-                    crate::keys::ensure_wg(&self.cfg.state_dir, &i.name)?,
-                ))
+                let key = self.keys.public(&i.name)?;
+                Ok((i.name.clone(), key.unwrap_or_else(|| UNGENERATED_KEY.to_string())))
             })
             .collect()
     }
 
-    /// What it would take to make the live state match `plan`.
+    /// Like [`Engine::own_keys`], generating the missing keys.
+    fn generate_keys(&self, plan: &Plan) -> Result<BTreeMap<String, String>> {
+        plan.wireguard
+            .iter()
+            .map(|i| Ok((i.name.clone(), self.keys.ensure(&i.name)?)))
+            .collect()
+    }
+
+    /// What it would take to make the live state match `plan`. Read-only:
+    /// it creates no key (see [`UNGENERATED_KEY`]).
     pub fn changes(&self, plan: &Plan, mem: Option<&NftMemory>) -> Result<Vec<Change>> {
+        self.changes_with(plan, mem, self.own_keys(plan)?)
+    }
+
+    fn changes_with(
+        &self,
+        plan: &Plan,
+        mem: Option<&NftMemory>,
+        own_keys: BTreeMap<String, String>,
+    ) -> Result<Vec<Change>> {
         let mut plans = vec![plan];
         let applied = self.store.applied()?;
         if let Some(a) = &applied {
@@ -96,7 +169,7 @@ impl Engine {
         let live = self.observe(&plans)?;
         let owned = self.store.owned()?;
         let cx = Context {
-            own_keys: self.own_keys(plan)?,
+            own_keys,
             owned_interfaces: owned.interfaces,
             nft_memory: mem,
         };
@@ -109,45 +182,59 @@ impl Engine {
         plan: &Plan,
         mem: Option<&NftMemory>,
     ) -> Result<(Vec<Change>, Option<NftMemory>)> {
-        let changes = self.changes(plan, mem)?;
-        let mut owned = self.store.owned()?;
-        for c in &changes {
-            tracing::info!(change = %c, "applying");
-            let b = self
-                .backends
-                .iter_mut()
-                .find(|b| b.handles(&c.op))
-                .ok_or_else(|| anyhow!("no backend for {:?}", c.op))?;
-            let r = b.apply(&mut self.sys, &mut owned, &self.cfg.state_dir, &c.op);
-            self.store.set_owned(&owned)?;
-            r.map_err(|e| anyhow!("{}: {e:#}", c.resource))?;
-        }
-        let memory = match &plan.firewall {
-            Firewall::Nftables(t) => {
-                let digest = warren_plan::hash_hex(t);
-                let unchanged = mem.filter(|m| {
-                    m.digest == digest
-                        && changes
-                            .iter()
-                            .all(|c| !matches!(c.op, warren_plan::Op::ReplaceTable { .. }))
-                });
-                match unchanged {
-                    Some(m) => Some(m.clone()),
-                    None => backend::nft::read(&self.sys)?.map(|s| NftMemory {
-                        digest,
-                        normalized: s.normalized,
-                    }),
-                }
-            }
-            Firewall::None => None,
-        };
+        let own_keys = self.generate_keys(plan)?;
+        let changes = self.changes_with(plan, mem, own_keys)?;
+        self.apply_changes(&changes)?;
+        let memory = self.nft_memory(plan, mem, &changes)?;
         Ok((changes, memory))
+    }
+
+    /// Apply `changes` in order, remembering after each one what Warren owns
+    /// (also when it failed: what came before it stays owned).
+    fn apply_changes(&mut self, changes: &[Change]) -> Result<()> {
+        let mut owned = self.store.owned()?;
+        for c in changes {
+            tracing::info!(change = %c, "applying");
+            let result = dispatch(&mut self.backends, &mut self.sys, &c.op);
+            if let Ok(Some(claim)) = &result {
+                record(&mut owned, claim.clone());
+            }
+            self.store.set_owned(&owned)?;
+            result.map_err(|e| anyhow!("{}: {e:#}", c.resource))?;
+        }
+        Ok(())
+    }
+
+    /// What to remember of the nft table after converging to `plan`: the
+    /// previous memory if the same table is still untouched, else the
+    /// kernel's read-back now.
+    fn nft_memory(
+        &self,
+        plan: &Plan,
+        mem: Option<&NftMemory>,
+        changes: &[Change],
+    ) -> Result<Option<NftMemory>> {
+        let table = match &plan.firewall {
+            Firewall::Nftables(t) => t,
+            Firewall::None => return Ok(None),
+        };
+        let digest = warren_plan::hash_hex(table);
+        let replaced = changes
+            .iter()
+            .any(|c| matches!(c.op, Op::Nft(NftOp::ReplaceTable { .. })));
+        if let Some(m) = mem.filter(|m| m.digest == digest && !replaced) {
+            return Ok(Some(m.clone()));
+        }
+        Ok(backend::nft::read(&self.sys)?.map(|s| NftMemory {
+            digest,
+            normalized: s.normalized,
+        }))
     }
 
     /// Verify and apply a signed plan; remember it (and the one before it).
     pub fn apply_signed(&mut self, sp: SignedPlan, confirmed: bool) -> Result<Vec<Change>, ApplyError> {
         self.verify(&sp, true).map_err(|e| {
-            self.report(Some(&sp), "rejected", &e.to_string(), vec![]);
+            self.report(Some(&sp), Outcome::Rejected, &e.to_string(), vec![]);
             ApplyError::Rejected(e)
         })?;
         let current = self.store.applied().map_err(ApplyError::Failed)?;
@@ -158,39 +245,50 @@ impl Engine {
             .raise_serial(sp.envelope.serial)
             .map_err(ApplyError::Failed)?;
         match self.converge(&sp.plan, mem.as_ref()) {
-            Ok((changes, nft)) => {
-                if !changes.is_empty()
-                    || current.as_ref().map(|c| c.signed.envelope.serial) != Some(sp.envelope.serial)
-                {
-                    self.store
-                        .set_previous(current.as_ref())
-                        .map_err(ApplyError::Failed)?;
-                }
-                let a = Applied {
-                    signed: sp,
-                    nft,
-                    confirmed,
-                    applied_at: now(),
-                };
-                self.store.set_applied(Some(&a)).map_err(ApplyError::Failed)?;
-                let outcome = if changes.is_empty() {
-                    "unchanged"
-                } else {
-                    "applied"
-                };
-                self.report(
-                    Some(&a.signed),
-                    outcome,
-                    &format!("{} changes", changes.len()),
-                    changes.clone(),
-                );
-                Ok(changes)
-            }
+            Ok((changes, nft)) => self
+                .remember(sp, current, nft, confirmed, changes)
+                .map_err(ApplyError::Failed),
             Err(e) => {
-                self.report(Some(&sp), "failed", &format!("{e:#}"), vec![]);
+                self.report(Some(&sp), Outcome::Failed, &format!("{e:#}"), vec![]);
                 Err(ApplyError::Failed(e))
             }
         }
+    }
+
+    /// After a successful apply of `sp`: keep the plan it replaced (unless
+    /// nothing happened), record `sp` as applied, and report.
+    fn remember(
+        &mut self,
+        sp: SignedPlan,
+        current: Option<Applied>,
+        nft: Option<NftMemory>,
+        confirmed: bool,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Change>> {
+        if !changes.is_empty()
+            || current.as_ref().map(|c| c.signed.envelope.serial) != Some(sp.envelope.serial)
+        {
+            self.store.set_previous(current.as_ref())?;
+        }
+        let a = Applied {
+            signed: sp,
+            nft,
+            confirmed,
+            applied_at: unix_now(),
+        };
+        self.store.set_applied(Some(&a))?;
+        let outcome = if changes.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::Applied
+        };
+        self.report(
+            Some(&a.signed),
+            outcome,
+            &format!("{} changes", changes.len()),
+            changes.clone(),
+        );
+        Ok(changes)
     }
 
     /// Drift: what no longer matches the last applied plan.
@@ -225,7 +323,7 @@ impl Engine {
                 let restored = Applied {
                     nft,
                     confirmed: true,
-                    applied_at: now(),
+                    applied_at: unix_now(),
                     ..p.clone()
                 };
                 self.store.set_applied(Some(&restored))?;
@@ -241,7 +339,7 @@ impl Engine {
         let serial = bad.as_ref().map(|b| b.signed.envelope.serial);
         self.report(
             prev.as_ref().map(|p| &p.signed),
-            "rolled_back",
+            Outcome::RolledBack,
             &format!(
                 "serial {} was not confirmed in time; restored the previous state",
                 serial.unwrap_or(0)
@@ -276,22 +374,207 @@ impl Engine {
         Ok(changes)
     }
 
-    pub fn report(&self, sp: Option<&SignedPlan>, outcome: &str, message: &str, changes: Vec<Change>) {
+    /// Log an event and write it as a report (the latest, and the outbox).
+    pub fn report(&self, sp: Option<&SignedPlan>, outcome: Outcome, message: &str, changes: Vec<Change>) {
         let r = Report {
             host: self.cfg.host.clone(),
             serial: sp.map(|s| s.envelope.serial),
             commit: sp.map(|s| s.envelope.commit.clone()),
-            outcome: outcome.to_string(),
+            outcome,
             message: message.to_string(),
             changes,
-            at: now(),
+            at: unix_now(),
         };
-        match outcome {
-            "rejected" | "failed" | "rolled_back" | "drift" => tracing::warn!(outcome, message, "report"),
-            _ => tracing::info!(outcome, message, "report"),
+        let outcome = outcome.as_str();
+        if needs_attention(r.outcome) {
+            tracing::warn!(outcome, message, "report");
+        } else {
+            tracing::info!(outcome, message, "report");
         }
         if let Err(e) = self.store.report(&r) {
             tracing::error!("cannot write report: {e:#}");
         }
+    }
+}
+
+/// Outcomes logged as warnings: the host is not running what was asked.
+fn needs_attention(outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::Rejected | Outcome::Failed | Outcome::RolledBack | Outcome::Drift => true,
+        Outcome::Applied | Outcome::Unchanged | Outcome::Healed | Outcome::InSync => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::wireguard::WgMode;
+    use crate::sys::Recorder;
+    use crate::testing::{scratch, Scratch};
+    use ed25519_dalek::SigningKey;
+    use warren_plan::nft::NftTable;
+    use warren_plan::{PeerKey, PolicyRule, Route, WgInterface, WgPeer};
+
+    const CONTROLLER: [u8; 32] = [5; 32];
+
+    /// An engine on a pretend host with no WireGuard interface and no nft
+    /// table, whose `ip_forward` is 0.
+    fn engine(dir: &Scratch) -> Engine<Recorder> {
+        let cfg = Config {
+            host: "router".into(),
+            state_dir: dir.to_path_buf(),
+            trusted_controller_keys: vec![warren_wire::key_base64(
+                &SigningKey::from_bytes(&CONTROLLER).verifying_key(),
+            )],
+            wireguard: WgMode::Kernel,
+            drift_interval_secs: 30,
+            controller: None,
+        };
+        let mut sys = Recorder::default();
+        sys.reads
+            .insert("ip -j -4 route show table all proto 77".into(), "[]".into());
+        sys.reads.insert("ip -j -4 rule show".into(), "[]".into());
+        sys.files
+            .insert(backend::sysctl::path("net.ipv4.ip_forward"), "0\n".into());
+        Engine::with_sys(cfg, sys).unwrap()
+    }
+
+    fn plan() -> Plan {
+        let cidr = |s: &str| s.parse().unwrap();
+        Plan {
+            format: warren_plan::FORMAT,
+            host: "router".into(),
+            platform: warren_plan::Platform::Linux,
+            drift: warren_plan::Drift::Report,
+            sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            wireguard: vec![WgInterface {
+                name: "wg0".into(),
+                addresses: vec![cidr("10.0.18.2/24")],
+                listen_port: Some(51820),
+                mtu: 1420,
+                peers: vec![WgPeer {
+                    name: "gateway".into(),
+                    public_key: PeerKey::Known("R0FURQ==".into()),
+                    endpoint: Some("203.0.113.10:51820".into()),
+                    allowed_ips: vec![cidr("10.0.18.1/32")],
+                    persistent_keepalive: Some(25),
+                }],
+            }],
+            routes: vec![Route {
+                table: 100,
+                dst: cidr("0.0.0.0/0"),
+                dev: "wg0".into(),
+                via: None,
+            }],
+            rules: vec![PolicyRule {
+                priority: 456,
+                fwmark: Some(10),
+                from: None,
+                table: 100,
+            }],
+            firewall: Firewall::Nftables(NftTable {
+                name: warren_plan::nft::TABLE.into(),
+                sets: vec![],
+                maps: vec![],
+                chains: vec![],
+            }),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_diff_creates_no_key_and_says_one_will_be_generated() {
+        let dir = scratch("engine-diff");
+        let e = engine(&dir);
+        let changes = e.changes(&plan(), None).unwrap();
+        assert!(!dir.join("wg").exists(), "diff created the key directory");
+        assert!(
+            changes.iter().any(|c| c.to_string()
+                == "interface wg0 private key: expected a new key, generated on apply, found no key"),
+            "{changes:#?}"
+        );
+        assert!(e.drift().unwrap().is_none());
+        assert!(e.sys.log.is_empty(), "diff wrote {:?}", e.sys.log);
+    }
+
+    #[test]
+    fn each_op_reaches_its_backend_in_plan_order() {
+        let dir = scratch("engine-converge");
+        let mut e = engine(&dir);
+        let plan = plan();
+        let (changes, memory) = e.converge(&plan, None).unwrap();
+        assert_eq!(changes.len(), 11, "{changes:#?}");
+        let Firewall::Nftables(table) = &plan.firewall else {
+            unreachable!()
+        };
+        let key = dir.join("wg").join("wg0.key");
+        assert_eq!(
+            e.sys.log,
+            [
+                "ip link add dev wg0 type wireguard".to_string(),
+                format!("wg set wg0 private-key {}", key.display()),
+                "wg set wg0 listen-port 51820".into(),
+                "ip link set dev wg0 mtu 1420".into(),
+                "ip address add 10.0.18.2/24 dev wg0".into(),
+                "ip link set dev wg0 up".into(),
+                "write /proc/sys/net/ipv4/ip_forward 1".into(),
+                "wg set wg0 peer R0FURQ== allowed-ips 10.0.18.1/32 persistent-keepalive 25 endpoint 203.0.113.10:51820".into(),
+                "ip -4 route replace default dev wg0 table 100 proto 77".into(),
+                "ip -4 rule add priority 456 fwmark 0xa table 100 protocol 77".into(),
+                format!("nft -j -f - <<< {}", table.to_json_replace()),
+            ]
+        );
+        assert_eq!(e.sys.writes(), 11);
+        assert_eq!(memory, None, "the pretend kernel shows no table to remember");
+        let owned = e.store.owned().unwrap();
+        assert_eq!(owned.interfaces, ["wg0".to_string()].into());
+        assert_eq!(
+            owned.sysctl_orig,
+            [("net.ipv4.ip_forward".to_string(), "0".to_string())].into()
+        );
+
+        // Teardown restores the sysctl and forgets it.
+        e.sys.log.clear();
+        e.teardown().unwrap();
+        assert_eq!(e.sys.log, ["write /proc/sys/net/ipv4/ip_forward 0"]);
+        assert!(e.store.owned().unwrap().sysctl_orig.is_empty());
+    }
+
+    #[test]
+    fn a_failed_op_stops_the_apply_and_keeps_what_was_claimed() {
+        let dir = scratch("engine-fail");
+        let mut e = engine(&dir);
+        e.sys.failing.insert("ip link set dev wg0 mtu 1420".into());
+        let err = e.converge(&plan(), None).unwrap_err();
+        assert!(format!("{err:#}").starts_with("interface wg0 mtu: "), "{err:#}");
+        assert_eq!(e.sys.writes(), 3, "{:?}", e.sys.log);
+        assert_eq!(e.store.owned().unwrap().interfaces, ["wg0".to_string()].into());
+    }
+
+    #[test]
+    fn reports_carry_typed_outcomes() {
+        let dir = scratch("engine-report");
+        let mut e = engine(&dir);
+        let signed = |serial, key: &[u8; 32]| {
+            warren_plan::sign(plan(), serial, "c0ffee", 60, 1, &SigningKey::from_bytes(key))
+        };
+        let outcome = |e: &Engine<Recorder>| e.store.last_report().unwrap().map(|r| r.outcome);
+
+        assert!(matches!(
+            e.apply_signed(signed(1, &[6; 32]), true),
+            Err(ApplyError::Rejected(VerifyError::BadSignature))
+        ));
+        assert_eq!(outcome(&e), Some(Outcome::Rejected));
+        assert!(e.sys.log.is_empty());
+
+        e.apply_signed(signed(2, &CONTROLLER), true).unwrap();
+        assert_eq!(outcome(&e), Some(Outcome::Applied));
+        let r = e.store.last_report().unwrap().unwrap();
+        assert_eq!((r.serial, r.commit.as_deref()), (Some(2), Some("c0ffee")));
+
+        e.sys.failing.insert("wg set wg0 listen-port 51820".into());
+        let err = e.apply_signed(signed(3, &CONTROLLER), true).unwrap_err();
+        assert!(err.to_string().starts_with("apply failed: "), "{err}");
+        assert_eq!(outcome(&e), Some(Outcome::Failed));
     }
 }

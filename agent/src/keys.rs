@@ -1,88 +1,82 @@
 //! Keys generated on the host: the agent's ed25519 identity and one x25519
-//! WireGuard key per interface. Private halves stay in the state directory
-//! (0600) and are never printed, logged or sent.
+//! WireGuard key per interface, as `warren_host::secret` files (0600,
+//! created atomically, never replaced, refused when others can read them).
+//!
+//! Private halves stay in the state directory and are never printed, logged
+//! or sent: only public keys leave this module. Looking a key up never
+//! creates one; only the `ensure`/`identity` functions do.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use warren_host::secret;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn random32() -> Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(b)
+/// The WireGuard private keys: `wg/<interface>.key` in the state directory.
+#[derive(Clone, Debug)]
+pub struct WgKeys {
+    dir: PathBuf,
 }
 
-fn write_secret(path: &Path, bytes: &[u8; 32]) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    crate::store::write_atomic(path, format!("{}\n", B64.encode(bytes)).as_bytes())
-}
-
-fn read_secret(path: &Path) -> Result<Option<[u8; 32]>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => {
-            let raw = B64
-                .decode(s.trim())
-                .with_context(|| format!("{} is corrupt", path.display()))?;
-            let b: [u8; 32] = raw
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("{} is corrupt", path.display()))?;
-            Ok(Some(b))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-pub fn wg_key_path(state: &Path, iface: &str) -> PathBuf {
-    state.join("wg").join(format!("{iface}.key"))
-}
-
-/// The interface's public key, generating its private key on first use.
-pub fn ensure_wg(state: &Path, iface: &str) -> Result<String> {
-    let p = wg_key_path(state, iface);
-    let secret = match read_secret(&p)? {
-        Some(b) => b,
-        None => {
-            let b = random32()?;
-            write_secret(&p, &b)?;
-            tracing::info!(interface = iface, "generated WireGuard key");
-            b
-        }
-    };
+fn wg_public(secret: [u8; 32]) -> String {
     let s = x25519_dalek::StaticSecret::from(secret);
-    Ok(B64.encode(x25519_dalek::PublicKey::from(&s).as_bytes()))
+    B64.encode(x25519_dalek::PublicKey::from(&s).as_bytes())
 }
 
-/// Public keys of the interfaces that already have one.
-pub fn wg_public_keys(state: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut m = std::collections::BTreeMap::new();
-    if let Ok(rd) = std::fs::read_dir(state.join("wg")) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(iface) = name.strip_suffix(".key") {
-                m.insert(iface.to_string(), ensure_wg(state, iface)?);
+impl WgKeys {
+    /// The keys kept under the agent's state directory.
+    pub fn in_state_dir(state: &Path) -> WgKeys {
+        WgKeys {
+            dir: state.join("wg"),
+        }
+    }
+
+    /// The private key file of `iface` (handed to `wg set … private-key`).
+    pub fn path(&self, iface: &str) -> PathBuf {
+        self.dir.join(format!("{iface}.key"))
+    }
+
+    /// The interface's public key, generating its private key on first use.
+    pub fn ensure(&self, iface: &str) -> Result<String> {
+        let (secret, created) = secret::read_or_create(&self.path(iface))?;
+        if created {
+            tracing::info!(interface = iface, "generated WireGuard key");
+        }
+        Ok(wg_public(secret))
+    }
+
+    /// The interface's public key, or `None` if it has no key yet.
+    pub fn public(&self, iface: &str) -> Result<Option<String>> {
+        Ok(secret::read(&self.path(iface))?.map(wg_public))
+    }
+
+    /// Public keys of the interfaces that have a key.
+    pub fn all(&self) -> Result<BTreeMap<String, String>> {
+        let mut keys = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(keys);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(iface) = name.strip_suffix(".key") else {
+                continue;
+            };
+            if let Some(public) = self.public(iface)? {
+                keys.insert(iface.to_string(), public);
             }
         }
+        Ok(keys)
     }
-    Ok(m)
 }
 
 /// The agent's identity key, created on first use.
 pub fn identity_signing_key(state: &Path) -> Result<ed25519_dalek::SigningKey> {
-    let p = state.join("identity.key");
-    let seed = match read_secret(&p)? {
-        Some(b) => b,
-        None => {
-            let b = random32()?;
-            write_secret(&p, &b)?;
-            tracing::info!("generated identity key");
-            b
-        }
-    };
+    let (seed, created) = secret::read_or_create(&state.join("identity.key"))?;
+    if created {
+        tracing::info!("generated identity key");
+    }
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
@@ -91,4 +85,37 @@ pub fn ensure_identity(state: &Path) -> Result<String> {
     Ok(warren_wire::openssh_public_key(
         &identity_signing_key(state)?.verifying_key(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn lookups_never_create_and_ensure_creates_once() {
+        let dir = crate::testing::scratch("keys");
+        let keys = WgKeys::in_state_dir(&dir);
+        assert_eq!(keys.public("wg0").unwrap(), None);
+        assert!(keys.all().unwrap().is_empty());
+        assert!(!dir.join("wg").exists(), "a lookup created the key directory");
+
+        let public = keys.ensure("wg0").unwrap();
+        assert_eq!(keys.ensure("wg0").unwrap(), public, "the key is not replaced");
+        assert_eq!(keys.public("wg0").unwrap().as_deref(), Some(public.as_str()));
+        assert_eq!(keys.all().unwrap(), BTreeMap::from([("wg0".to_string(), public)]));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&keys.path("wg0")), 0o600);
+        assert_eq!(mode(&dir.join("wg")), 0o700);
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        let dir = crate::testing::scratch("exposed");
+        let keys = WgKeys::in_state_dir(&dir);
+        keys.ensure("wg0").unwrap();
+        std::fs::set_permissions(keys.path("wg0"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = keys.public("wg0").unwrap_err().to_string();
+        assert!(e.contains("is readable by others"), "{e}");
+    }
 }

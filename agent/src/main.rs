@@ -4,11 +4,20 @@
 //!
 //! It owns only Warren's resources (interfaces it created, `proto 77` routes
 //! and rules, the `ip warren` nft table, sysctls it changed) and must never
-//! touch anything else. It depends on `warren-plan` only: no YAML, no git.
+//! touch anything else. It depends on `warren-plan`,
+//! `warren-wire` and `warren-host` only: no YAML, no git.
 //!
-//! Exit codes: 0 success (for `diff`: nothing to change); 1 apply failed;
-//! 2 usage or configuration error; 3 plan file unreadable or malformed;
-//! 4 plan rejected (signature, host, serial, format); 5 `diff` found changes.
+//! Exit codes ([`Exit`]): 0 success (for `diff`: nothing to change); 1 apply
+//! failed; 2 usage or configuration error; 3 plan file unreadable or
+//! malformed; 4 plan rejected (signature, host, serial, format); 5 `diff`
+//! found changes.
+//!
+//! Modules form a DAG: `main` -> `daemon` -> `engine` -> `backend` ->
+//! {`sys`, `keys`}; `engine` also uses `store` and `keys`; `transport` uses
+//! only `store` and `keys`; `config` names the WireGuard backend's mode.
+//! `keys`, `store` and `sys` use no other module of the agent.
+
+#![warn(clippy::wildcard_enum_match_arm)]
 
 mod backend;
 mod config;
@@ -17,24 +26,18 @@ mod engine;
 mod keys;
 mod store;
 mod sys;
+#[cfg(test)]
+mod testing;
 mod transport;
 
-/// Print to stdout; a closed pipe (`| head`) ends the program quietly
-/// instead of panicking.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($t)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
-}
-
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use engine::{ApplyError, Engine};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use warren_host::cli::{init_logging, Format, LogFormat};
+use warren_host::{out, outln};
+use warren_plan::Change;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,18 +52,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,27 +100,66 @@ enum Cmd {
     Report,
 }
 
+/// The process exit code. The numbers are an interface (scripts and tests
+/// check them): never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Success; for `diff`, nothing to change.
+    Ok = 0,
+    /// Applying a plan failed part-way.
+    ApplyFailed = 1,
+    /// Bad usage or configuration, or any other error.
+    Usage = 2,
+    /// The plan file is unreadable or not a signed plan.
+    BadPlanFile = 3,
+    /// The plan was refused (signature, host, serial, format); nothing changed.
+    Rejected = 4,
+    /// `diff` found changes.
+    Changes = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let sub = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => sub.json().init(),
-        LogFormat::Text => sub.init(),
-    }
+    init_logging(cli.log_format);
     match run(cli) {
-        Ok(c) => c,
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            Exit::Usage.into()
         }
     }
 }
 
-fn print_changes(changes: &[warren_plan::Change], format: Format) -> Result<()> {
+fn run(cli: Cli) -> Result<Exit> {
+    let mut e = Engine::new(config::Config::load(&cli.config)?)?;
+    match cli.cmd {
+        Cmd::Run => serve(e),
+        Cmd::Apply { plan } => apply(&mut e, &plan),
+        Cmd::Diff { plan, format } => diff(&e, plan.as_deref(), format),
+        Cmd::Observe { format } => observe(&e, format),
+        Cmd::Keys { interfaces, format } => keys(&e, &interfaces, format),
+        Cmd::Submit { plan } => submit(&e, &plan),
+        Cmd::Confirm { serial } => confirm(&e, serial),
+        Cmd::Teardown => teardown(&mut e),
+        Cmd::Report => report(&e),
+    }
+}
+
+/// The signed plan in `path`, or the exit code for a file that is not one.
+fn read_plan(path: &Path) -> Result<warren_plan::SignedPlan, Exit> {
+    daemon::read_plan(path).map_err(|err| {
+        eprintln!("error: {err:#}");
+        Exit::BadPlanFile
+    })
+}
+
+fn print_changes(changes: &[Change], format: Format) -> Result<()> {
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(changes)?),
         Format::Text => {
@@ -142,177 +172,152 @@ fn print_changes(changes: &[warren_plan::Change], format: Format) -> Result<()> 
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    let cfg = config::Config::load(&cli.config)?;
-    let mut e = Engine::new(cfg)?;
-    match cli.cmd {
-        Cmd::Run => {
-            transport::spawn(&e.cfg)?;
-            daemon::run(e)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Apply { plan } => {
-            let sp = match daemon::read_plan(&plan) {
-                Ok(p) => p,
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    return Ok(ExitCode::from(3));
-                }
-            };
-            match e.apply_signed(sp, true) {
-                Ok(changes) => {
-                    for c in &changes {
-                        outln!("{c}");
-                    }
-                    outln!("{} operations ({} writes)", changes.len(), e.sys.writes);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(ApplyError::Rejected(err)) => {
-                    eprintln!("error: plan rejected: {err}; nothing changed");
-                    Ok(ExitCode::from(4))
-                }
-                Err(err @ ApplyError::Failed(_)) => {
-                    eprintln!("error: {err}");
-                    Ok(ExitCode::from(1))
-                }
+fn serve(e: Engine) -> Result<Exit> {
+    transport::spawn(&e.cfg)?;
+    daemon::run(e)?;
+    Ok(Exit::Ok)
+}
+
+fn apply(e: &mut Engine, plan: &Path) -> Result<Exit> {
+    let sp = match read_plan(plan) {
+        Ok(sp) => sp,
+        Err(exit) => return Ok(exit),
+    };
+    match e.apply_signed(sp, true) {
+        Ok(changes) => {
+            for c in &changes {
+                outln!("{c}");
             }
+            outln!("{} operations ({} writes)", changes.len(), e.writes());
+            Ok(Exit::Ok)
         }
-        Cmd::Diff { plan, format } => {
-            let changes = match plan {
-                Some(p) => {
-                    let sp = match daemon::read_plan(&p) {
-                        Ok(sp) => sp,
-                        Err(err) => {
-                            eprintln!("error: {err:#}");
-                            return Ok(ExitCode::from(3));
-                        }
-                    };
-                    if let Err(err) = e.verify(&sp, false) {
-                        eprintln!("error: plan rejected: {err}");
-                        return Ok(ExitCode::from(4));
-                    }
-                    let mem = e.store.applied()?.and_then(|a| a.nft);
-                    e.changes(&sp.plan, mem.as_ref())?
-                }
-                None => match e.drift()? {
-                    Some((_, c)) => c,
-                    None => {
-                        eprintln!("no plan has been applied on this host yet");
-                        vec![]
-                    }
-                },
-            };
-            print_changes(&changes, format)?;
-            Ok(if changes.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(5)
-            })
+        Err(ApplyError::Rejected(err)) => {
+            eprintln!("error: plan rejected: {err}; nothing changed");
+            Ok(Exit::Rejected)
         }
-        Cmd::Observe { format } => {
-            let applied = e.store.applied()?;
-            let plans: Vec<&warren_plan::Plan> = applied.iter().map(|a| &a.signed.plan).collect();
-            let st = e.observe(&plans)?;
-            match format {
-                Format::Json => outln!("{}", serde_json::to_string_pretty(&st)?),
-                Format::Text => {
-                    for (k, v) in &st.sysctls {
-                        outln!("sysctl {k} = {v}");
-                    }
-                    for (n, i) in &st.interfaces {
-                        let a: Vec<String> = i.addresses.iter().map(|c| c.to_string()).collect();
-                        outln!(
-                            "interface {n} {} mtu {} listen-port {} address {} public-key {}",
-                            if i.up { "up" } else { "down" },
-                            i.mtu,
-                            i.listen_port.map_or("-".into(), |p| p.to_string()),
-                            a.join(","),
-                            i.public_key.as_deref().unwrap_or("-")
-                        );
-                        for p in &i.peers {
-                            let ips: Vec<String> = p.allowed_ips.iter().map(|c| c.to_string()).collect();
-                            outln!(
-                                "  peer {} endpoint {} allowed-ips {} handshake {}",
-                                p.public_key,
-                                p.endpoint.as_deref().unwrap_or("-"),
-                                ips.join(","),
-                                p.latest_handshake
-                            );
-                        }
-                    }
-                    for r in &st.routes {
-                        outln!("route {} dev {} table {}", r.dst, r.dev, r.table);
-                    }
-                    for r in &st.rules {
-                        outln!(
-                            "rule {}: from {} fwmark {} lookup {}",
-                            r.priority,
-                            r.from.map_or("all".into(), |f| f.to_string()),
-                            r.fwmark.map_or("-".into(), |m| format!("{m:#x}")),
-                            r.table
-                        );
-                    }
-                    outln!(
-                        "nft table ip warren: {}",
-                        if st.nft.is_some() { "present" } else { "absent" }
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Err(err @ ApplyError::Failed(_)) => {
+            eprintln!("error: {err}");
+            Ok(Exit::ApplyFailed)
         }
-        Cmd::Keys { interfaces, format } => {
-            let dir = &e.cfg.state_dir;
-            let identity = keys::ensure_identity(dir)?;
-            for i in &interfaces {
-                keys::ensure_wg(dir, i)?;
-            }
-            let wg = keys::wg_public_keys(dir)?;
-            match format {
-                Format::Json => outln!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "host": e.cfg.host, "identity": identity, "wireguard": wg })
-                    )?
-                ),
-                Format::Text => {
-                    outln!("identity {identity}");
-                    for (i, k) in wg {
-                        outln!("wireguard {i} {k}");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Submit { plan } => {
-            let bytes = std::fs::read(&plan)?;
-            let sp: warren_plan::SignedPlan = match serde_json::from_slice(&bytes) {
+    }
+}
+
+/// What applying `plan` would change, or (without a plan) the drift from
+/// the applied one. Read-only: it creates no key and writes nothing live.
+fn diff(e: &Engine, plan: Option<&Path>, format: Format) -> Result<Exit> {
+    let changes = match plan {
+        Some(path) => {
+            let sp = match read_plan(path) {
                 Ok(sp) => sp,
-                Err(err) => {
-                    eprintln!("error: {} is not a signed plan: {err}", plan.display());
-                    return Ok(ExitCode::from(3));
-                }
+                Err(exit) => return Ok(exit),
             };
-            e.store
-                .deliver(&format!("{:020}.plan.json", sp.envelope.serial), &bytes)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Confirm { serial } => {
-            e.store.deliver(&format!("confirm-{serial}"), b"")?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Teardown => {
-            let c = e.teardown()?;
-            e.store.set_applied(None)?;
-            e.store.set_previous(None)?;
-            print_changes(&c, Format::Text)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Report => {
-            match e.store.last_report()? {
-                Some(r) => outln!("{}", serde_json::to_string_pretty(&r)?),
-                None => outln!("no report yet"),
+            if let Err(err) = e.verify(&sp, false) {
+                eprintln!("error: plan rejected: {err}");
+                return Ok(Exit::Rejected);
             }
-            Ok(ExitCode::SUCCESS)
+            let mem = e.store.applied()?.and_then(|a| a.nft);
+            e.changes(&sp.plan, mem.as_ref())?
+        }
+        None => match e.drift()? {
+            Some((_, c)) => c,
+            None => {
+                eprintln!("no plan has been applied on this host yet");
+                vec![]
+            }
+        },
+    };
+    print_changes(&changes, format)?;
+    Ok(if changes.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
+}
+
+fn observe(e: &Engine, format: Format) -> Result<Exit> {
+    let applied = e.store.applied()?;
+    let plans: Vec<&warren_plan::Plan> = applied.iter().map(|a| &a.signed.plan).collect();
+    let st = e.observe(&plans)?;
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&st)?),
+        Format::Text => out!("{}", st.render_text()),
+    }
+    Ok(Exit::Ok)
+}
+
+fn keys(e: &Engine, interfaces: &[String], format: Format) -> Result<Exit> {
+    let keys = e.public_keys(interfaces)?;
+    match format {
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "host": e.cfg.host,
+                "identity": keys.identity,
+                "wireguard": keys.wireguard,
+            }))?
+        ),
+        Format::Text => {
+            outln!("identity {}", keys.identity);
+            for (i, k) in keys.wireguard {
+                outln!("wireguard {i} {k}");
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn submit(e: &Engine, plan: &Path) -> Result<Exit> {
+    let bytes = std::fs::read(plan)?;
+    let sp: warren_plan::SignedPlan = match serde_json::from_slice(&bytes) {
+        Ok(sp) => sp,
+        Err(err) => {
+            eprintln!("error: {} is not a signed plan: {err}", plan.display());
+            return Ok(Exit::BadPlanFile);
+        }
+    };
+    e.store
+        .deliver(&format!("{:020}.plan.json", sp.envelope.serial), &bytes)?;
+    Ok(Exit::Ok)
+}
+
+fn confirm(e: &Engine, serial: u64) -> Result<Exit> {
+    e.store.deliver(&format!("confirm-{serial}"), b"")?;
+    Ok(Exit::Ok)
+}
+
+fn teardown(e: &mut Engine) -> Result<Exit> {
+    let c = e.teardown()?;
+    e.store.set_applied(None)?;
+    e.store.set_previous(None)?;
+    print_changes(&c, Format::Text)?;
+    Ok(Exit::Ok)
+}
+
+fn report(e: &Engine) -> Result<Exit> {
+    match e.store.last_report()? {
+        Some(r) => outln!("{}", serde_json::to_string_pretty(&r)?),
+        None => outln!("no report yet"),
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_keep_their_numbers() {
+        let codes = [
+            (Exit::Ok, 0),
+            (Exit::ApplyFailed, 1),
+            (Exit::Usage, 2),
+            (Exit::BadPlanFile, 3),
+            (Exit::Rejected, 4),
+            (Exit::Changes, 5),
+        ];
+        for (exit, code) in codes {
+            assert_eq!(exit as u8, code, "{exit:?}");
+            assert_eq!(ExitCode::from(exit), ExitCode::from(code));
         }
     }
 }

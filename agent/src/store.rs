@@ -1,15 +1,22 @@
-//! The agent's state directory: keys, the last applied plan (kept so the
-//! agent can heal and report after a restart with no controller), the plan
-//! before it (for rollback), the serial high-water mark, what Warren owns,
-//! reports, and the inbox. Every write is atomic (temporary file + rename).
+//! The agent's state directory: the last applied plan (kept so the agent
+//! can heal and report after a restart with no controller), the plan before
+//! it (for rollback), the serial high-water mark, what Warren owns, reports,
+//! the outbox and the inbox. Every write is atomic and private
+//! (`warren_host::write_atomic`).
+//!
+//! It stores and loads; it must not decide anything about plans or touch
+//! live state. Key files are `keys`' business.
 
-use crate::backend::Owned;
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use warren_plan::{Change, NftMemory, SignedPlan};
+use warren_host::fs::ensure_private_dir;
+use warren_host::write_atomic;
+use warren_plan::{NftMemory, SignedPlan};
+use warren_wire::Report;
 
+/// A plan this agent applied, and what it needs to judge drift later.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Applied {
     pub signed: SignedPlan,
@@ -20,16 +27,12 @@ pub struct Applied {
     pub applied_at: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
-    pub host: String,
-    pub serial: Option<u64>,
-    pub commit: Option<String>,
-    /// applied | unchanged | rejected | failed | rolled_back | drift | healed | in_sync
-    pub outcome: String,
-    pub message: String,
-    pub changes: Vec<Change>,
-    pub at: u64,
+/// What Warren created on this host, so it can remove it (and nothing else).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owned {
+    pub interfaces: BTreeSet<String>,
+    /// Values sysctls had before Warren first changed them.
+    pub sysctl_orig: BTreeMap<String, String>,
 }
 
 /// Most undelivered reports kept.
@@ -40,27 +43,9 @@ pub struct Store {
     pub dir: PathBuf,
 }
 
-/// Write a file atomically (temporary file + rename), readable by root only.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir.join("inbox"))
+        ensure_private_dir(&dir.join("inbox"))
             .with_context(|| format!("cannot create state directory {}", dir.display()))?;
         Ok(Store {
             dir: dir.to_path_buf(),
@@ -76,35 +61,35 @@ impl Store {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
         }
     }
+    fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+        write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    }
     fn put<T: Serialize>(&self, name: &str, v: &T) -> Result<()> {
-        write_atomic(&self.dir.join(name), &serde_json::to_vec_pretty(v)?)
+        Store::write(&self.dir.join(name), &serde_json::to_vec_pretty(v)?)
     }
     fn remove(&self, name: &str) {
         let _ = std::fs::remove_file(self.dir.join(name));
+    }
+    fn set<T: Serialize>(&self, name: &str, v: Option<&T>) -> Result<()> {
+        match v {
+            Some(v) => self.put(name, v),
+            None => {
+                self.remove(name);
+                Ok(())
+            }
+        }
     }
     pub fn applied(&self) -> Result<Option<Applied>> {
         self.get("applied.json")
     }
     pub fn set_applied(&self, a: Option<&Applied>) -> Result<()> {
-        match a {
-            Some(a) => self.put("applied.json", a),
-            None => {
-                self.remove("applied.json");
-                Ok(())
-            }
-        }
+        self.set("applied.json", a)
     }
     pub fn previous(&self) -> Result<Option<Applied>> {
         self.get("previous.json")
     }
     pub fn set_previous(&self, a: Option<&Applied>) -> Result<()> {
-        match a {
-            Some(a) => self.put("previous.json", a),
-            None => {
-                self.remove("previous.json");
-                Ok(())
-            }
-        }
+        self.set("previous.json", a)
     }
     /// Highest serial ever accepted; never goes down (not even on rollback).
     pub fn max_serial(&self) -> Result<Option<u64>> {
@@ -127,14 +112,11 @@ impl Store {
     pub fn report(&self, r: &Report) -> Result<()> {
         self.put("report.json", r)?;
         let outbox = self.dir.join("outbox");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&outbox)?;
+        ensure_private_dir(&outbox)?;
         let mut seq = self.get::<u64>("outbox.seq")?.unwrap_or(0);
         seq += 1;
         self.put("outbox.seq", &seq)?;
-        write_atomic(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(r)?)?;
+        Store::write(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(r)?)?;
         // Bounded: with no controller for a long time, keep the newest.
         let mut files: Vec<_> = std::fs::read_dir(&outbox)?.flatten().map(|e| e.path()).collect();
         files.sort();
@@ -166,6 +148,53 @@ impl Store {
     }
     /// Drop a file into the inbox atomically (for `submit` and `confirm`).
     pub fn deliver(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        write_atomic(&self.inbox().join(name), bytes)
+        Store::write(&self.inbox().join(name), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_wire::Outcome;
+
+    #[test]
+    fn reports_keep_their_json_shape() {
+        let dir = crate::testing::scratch("store-report");
+        let store = Store::open(&dir).unwrap();
+        assert!(store.last_report().unwrap().is_none());
+        let r = Report {
+            host: "router".into(),
+            serial: Some(7),
+            commit: Some("abc".into()),
+            outcome: Outcome::RolledBack,
+            message: "m".into(),
+            changes: vec![],
+            at: 9,
+        };
+        store.report(&r).unwrap();
+        assert_eq!(store.last_report().unwrap(), Some(r));
+        let outbox = store.outbox();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&outbox[0]).unwrap(),
+            r#"{"host":"router","serial":7,"commit":"abc","outcome":"rolled_back","message":"m","changes":[],"at":9}"#
+        );
+    }
+
+    #[test]
+    fn owned_round_trips_and_defaults_to_nothing() {
+        let dir = crate::testing::scratch("store-owned");
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.owned().unwrap(), Owned::default());
+        let o = Owned {
+            interfaces: ["wg0".to_string()].into(),
+            sysctl_orig: [("net.ipv4.ip_forward".to_string(), "0".to_string())].into(),
+        };
+        store.set_owned(&o).unwrap();
+        assert_eq!(store.owned().unwrap(), o);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("owned.json")).unwrap(),
+            "{\n  \"interfaces\": [\n    \"wg0\"\n  ],\n  \"sysctl_orig\": {\n    \"net.ipv4.ip_forward\": \"0\"\n  }\n}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! protocol after `Hello` is the same.
 
 use crate::config::{Config, Link};
+use crate::keys::WgKeys;
 use crate::store::Store;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
@@ -34,6 +35,14 @@ pub fn spawn(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Who we are and whom we trust, for every session.
+struct Identity {
+    key: ed25519_dalek::SigningKey,
+    trusted: Vec<ed25519_dalek::VerifyingKey>,
+    host: String,
+    dir: std::path::PathBuf,
+}
+
 async fn run(
     link: Link,
     key: ed25519_dalek::SigningKey,
@@ -41,59 +50,77 @@ async fn run(
     host: String,
     dir: std::path::PathBuf,
 ) {
-    let mut backoff = warren_wire::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let me = Identity {
+        key,
+        trusted,
+        host,
+        dir,
+    };
     match link {
-        Link::Listen(addr) => {
-            let t = trusted.clone();
-            let authorize =
-                move |k: &ed25519_dalek::VerifyingKey| t.contains(k).then(|| "controller".to_string());
-            let listener = loop {
-                match warren_wire::listen(addr, key.clone(), authorize.clone()).await {
-                    Ok(l) => break l,
-                    Err(e) => {
-                        tracing::warn!("transport: cannot listen on {addr}: {e}");
-                        tokio::time::sleep(backoff.next_delay()).await;
-                    }
-                }
-            };
-            tracing::info!(%addr, "waiting for the controller");
-            loop {
-                match listener.accept().await {
-                    Ok(conn) => {
-                        if let Err(e) = session(conn, &host, &dir).await {
-                            tracing::warn!("transport: session ended: {e:#}");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("transport: listener stopped: {e}");
-                        return;
-                    }
-                }
+        Link::Listen(addr) => listen(addr, &me).await,
+        Link::Dial(addr) => dial(&addr, &me).await,
+    }
+}
+
+fn backoff() -> warren_wire::Backoff {
+    warren_wire::Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+}
+
+/// The controller dials us: serve one session at a time, for ever.
+async fn listen(addr: std::net::SocketAddr, me: &Identity) {
+    let mut backoff = backoff();
+    let t = me.trusted.clone();
+    let authorize = move |k: &ed25519_dalek::VerifyingKey| t.contains(k).then(|| "controller".to_string());
+    let listener = loop {
+        match warren_wire::listen(addr, me.key.clone(), authorize.clone()).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!("transport: cannot listen on {addr}: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
-        Link::Dial(addr) => loop {
-            let mut connected = None;
-            for k in &trusted {
-                match warren_wire::dial(&addr, key.clone(), *k).await {
-                    Ok(c) => {
-                        connected = Some(c);
-                        break;
-                    }
-                    Err(e) => tracing::debug!("transport: dial {addr}: {e}"),
+    };
+    tracing::info!(%addr, "waiting for the controller");
+    loop {
+        match listener.accept().await {
+            Ok(conn) => {
+                if let Err(e) = session(conn, &me.host, &me.dir).await {
+                    tracing::warn!("transport: session ended: {e:#}");
                 }
             }
-            match connected {
-                Some(conn) => {
-                    backoff.reset();
-                    tracing::info!(%addr, "connected to the controller");
-                    if let Err(e) = session(conn, &host, &dir).await {
-                        tracing::warn!("transport: session ended: {e:#}");
-                    }
-                }
-                None => tracing::warn!(%addr, "transport: cannot reach the controller; retrying"),
+            Err(e) => {
+                tracing::error!("transport: listener stopped: {e}");
+                return;
             }
-            tokio::time::sleep(backoff.next_delay()).await;
-        },
+        }
+    }
+}
+
+/// We dial the controller (under any trusted key), with backoff, for ever.
+async fn dial(addr: &str, me: &Identity) {
+    let mut backoff = backoff();
+    loop {
+        let mut connected = None;
+        for k in &me.trusted {
+            match warren_wire::dial(addr, me.key.clone(), *k).await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                Err(e) => tracing::debug!("transport: dial {addr}: {e}"),
+            }
+        }
+        match connected {
+            Some(conn) => {
+                backoff.reset();
+                tracing::info!(%addr, "connected to the controller");
+                if let Err(e) = session(conn, &me.host, &me.dir).await {
+                    tracing::warn!("transport: session ended: {e:#}");
+                }
+            }
+            None => tracing::warn!(%addr, "transport: cannot reach the controller; retrying"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -105,7 +132,8 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
     tracing::info!(peer, "session up");
     // The identity is constant; only WireGuard keys appear over time.
     let identity = crate::keys::ensure_identity(dir)?;
-    let wg = crate::keys::wg_public_keys(dir)?;
+    let wg_keys = WgKeys::in_state_dir(dir);
+    let wg = wg_keys.all()?;
     let mut sent_keys = wg.clone();
     conn.send(Message::Keys {
         identity: identity.clone(),
@@ -138,7 +166,7 @@ async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<
                     conn.send(Message::Report(Box::new(r))).await?;
                     let _ = std::fs::remove_file(&f);
                 }
-                let wg = crate::keys::wg_public_keys(dir)?;
+                let wg = wg_keys.all()?;
                 if wg != sent_keys {
                     conn.send(Message::Keys { identity: identity.clone(), wireguard: wg.clone() }).await?;
                     sent_keys = wg;

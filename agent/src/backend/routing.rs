@@ -1,14 +1,15 @@
 //! Routes and policy rules tagged `proto 77` / `protocol 77` (Warren's own).
 //! Untagged routes and rules are never read into the state, so never removed.
 
-use super::{Backend, Owned, Scope};
+use super::{Backend, Claim, Scope};
 use crate::sys::Sys;
 use anyhow::Result;
 use serde_json::Value;
-use std::path::Path;
+use warren_plan::diff::RoutingOp;
 use warren_plan::net::Ipv4Cidr;
-use warren_plan::{Op, PolicyRule, Route, State, RT_PROTO};
+use warren_plan::{PolicyRule, Route, State, RT_PROTO};
 
+#[derive(Debug)]
 pub struct Routing;
 
 fn cidr(s: &str, len: Option<u8>) -> Option<Ipv4Cidr> {
@@ -28,7 +29,7 @@ fn num(v: &Value) -> Option<u32> {
             || s.parse().ok(),
             |h| u32::from_str_radix(h.split('/').next().unwrap_or(h), 16).ok(),
         ),
-        _ => None,
+        Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -116,10 +117,11 @@ fn rule_args(r: &PolicyRule) -> Vec<String> {
 }
 
 impl Backend for Routing {
+    type Op = RoutingOp;
     fn name(&self) -> &'static str {
         "routing"
     }
-    fn observe(&self, sys: &Sys, _: &Scope, state: &mut State) -> Result<()> {
+    fn observe(&self, sys: &dyn Sys, _: &Scope, state: &mut State) -> Result<()> {
         let proto = RT_PROTO.to_string();
         state.routes = parse_routes(&sys.read(
             "ip",
@@ -128,24 +130,17 @@ impl Backend for Routing {
         state.rules = parse_rules(&sys.read("ip", &["-j", "-4", "rule", "show"])?);
         Ok(())
     }
-    fn handles(&self, op: &Op) -> bool {
-        matches!(
-            op,
-            Op::AddRoute { .. } | Op::DelRoute { .. } | Op::AddRule { .. } | Op::DelRule { .. }
-        )
-    }
-    fn apply(&mut self, sys: &mut Sys, _: &mut Owned, _: &Path, op: &Op) -> Result<()> {
+    fn apply(&mut self, sys: &mut dyn Sys, op: &RoutingOp) -> Result<Option<Claim>> {
         let (verb, obj, args) = match op {
-            Op::AddRoute { route } => ("replace", "route", route_args(route)),
-            Op::DelRoute { route } => ("del", "route", route_args(route)),
-            Op::AddRule { rule } => ("add", "rule", rule_args(rule)),
-            Op::DelRule { rule } => ("del", "rule", rule_args(rule)),
-            _ => return Ok(()),
+            RoutingOp::AddRoute { route } => ("replace", "route", route_args(route)),
+            RoutingOp::DelRoute { route } => ("del", "route", route_args(route)),
+            RoutingOp::AddRule { rule } => ("add", "rule", rule_args(rule)),
+            RoutingOp::DelRule { rule } => ("del", "rule", rule_args(rule)),
         };
         let mut a: Vec<&str> = vec!["-4", obj, verb];
         a.extend(args.iter().map(String::as_str));
         sys.write("ip", &a, None)?;
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -170,5 +165,52 @@ mod tests {
         assert_eq!(routes[0].dst.len, 0);
         assert_eq!(routes[1].via.map(|v| v.to_string()), Some("10.0.0.1".into()));
         assert!(parse_rules("garbage").is_empty());
+    }
+
+    #[test]
+    fn routes_and_rules_are_tagged_with_warrens_protocol() {
+        let cidr = |s: &str| -> Ipv4Cidr { s.parse().unwrap() };
+        let default = Route {
+            table: 100,
+            dst: cidr("0.0.0.0/0"),
+            dev: "wg0".into(),
+            via: None,
+        };
+        let via = Route {
+            table: 200,
+            dst: cidr("10.9.0.0/16"),
+            dev: "v0".into(),
+            via: Some("10.0.0.1".parse().unwrap()),
+        };
+        let marked = PolicyRule {
+            priority: 456,
+            fwmark: Some(10),
+            from: None,
+            table: 100,
+        };
+        let sourced = PolicyRule {
+            priority: 457,
+            fwmark: None,
+            from: Some(cidr("10.0.18.2/32")),
+            table: 100,
+        };
+        let mut sys = crate::sys::Recorder::default();
+        for op in [
+            RoutingOp::AddRoute { route: default },
+            RoutingOp::DelRoute { route: via },
+            RoutingOp::AddRule { rule: marked },
+            RoutingOp::DelRule { rule: sourced },
+        ] {
+            assert_eq!(Routing.apply(&mut sys, &op).unwrap(), None);
+        }
+        assert_eq!(
+            sys.log,
+            [
+                "ip -4 route replace default dev wg0 table 100 proto 77",
+                "ip -4 route del 10.9.0.0/16 via 10.0.0.1 dev v0 table 200 proto 77",
+                "ip -4 rule add priority 456 fwmark 0xa table 100 protocol 77",
+                "ip -4 rule del priority 457 from 10.0.18.2/32 table 100 protocol 77",
+            ]
+        );
     }
 }

@@ -1,12 +1,15 @@
-//! sysctls: read and written under /proc/sys; originals remembered so that
-//! teardown restores only what Warren changed.
+//! sysctls: read and written under /proc/sys. Before each write the current
+//! value is claimed as the original, so that teardown restores only what
+//! Warren changed (the engine keeps the first one).
 
-use super::{Backend, Owned, Scope};
+use super::{Backend, Claim, Scope};
 use crate::sys::Sys;
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
-use warren_plan::{Op, State};
+use std::path::PathBuf;
+use warren_plan::diff::SysctlOp;
+use warren_plan::State;
 
+#[derive(Debug)]
 pub struct Sysctl;
 
 /// `net.ipv4.conf.eth0.10.rp_filter` -> `/proc/sys/net/ipv4/conf/eth0.10/rp_filter`
@@ -31,58 +34,78 @@ pub fn path(key: &str) -> PathBuf {
     p
 }
 
-pub fn read(key: &str) -> Option<String> {
-    std::fs::read_to_string(path(key))
-        .ok()
-        .map(|s| s.trim().to_string())
+pub fn read(sys: &dyn Sys, key: &str) -> Option<String> {
+    sys.read_file(&path(key)).ok().map(|s| s.trim().to_string())
 }
 
-pub fn write(sys: &mut Sys, key: &str, value: &str) -> Result<()> {
-    sys.writes += 1;
-    std::fs::write(path(key), value).with_context(|| format!("cannot set {key} = {value}"))
+pub fn write(sys: &mut dyn Sys, key: &str, value: &str) -> Result<()> {
+    sys.write_file(&path(key), value)
+        .with_context(|| format!("cannot set {key} = {value}"))
 }
 
 impl Backend for Sysctl {
+    type Op = SysctlOp;
     fn name(&self) -> &'static str {
         "sysctl"
     }
-    fn observe(&self, _: &Sys, scope: &Scope, state: &mut State) -> Result<()> {
+    fn observe(&self, sys: &dyn Sys, scope: &Scope, state: &mut State) -> Result<()> {
         for plan in &scope.plans {
             for k in plan.sysctls.keys() {
-                if let Some(v) = read(k) {
+                if let Some(v) = read(sys, k) {
                     state.sysctls.insert(k.clone(), v);
                 }
             }
         }
         Ok(())
     }
-    fn handles(&self, op: &Op) -> bool {
-        matches!(op, Op::SetSysctl { .. })
-    }
-    fn apply(&mut self, sys: &mut Sys, owned: &mut Owned, _: &Path, op: &Op) -> Result<()> {
-        if let Op::SetSysctl { key, value } = op {
-            if !owned.sysctl_orig.contains_key(key) {
-                if let Some(orig) = read(key) {
-                    owned.sysctl_orig.insert(key.clone(), orig);
-                }
+    fn apply(&mut self, sys: &mut dyn Sys, op: &SysctlOp) -> Result<Option<Claim>> {
+        match op {
+            SysctlOp::SetSysctl { key, value } => {
+                let original = read(sys, key);
+                write(sys, key, value)?;
+                Ok(original.map(|value| Claim::SysctlOriginal {
+                    key: key.clone(),
+                    value,
+                }))
             }
-            write(sys, key, value)?;
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::sys::Recorder;
+
     #[test]
     fn paths_with_dotted_interfaces() {
         assert_eq!(
-            super::path("net.ipv4.ip_forward").to_str(),
+            path("net.ipv4.ip_forward").to_str(),
             Some("/proc/sys/net/ipv4/ip_forward")
         );
         assert_eq!(
-            super::path("net.ipv4.conf.eth0.10.rp_filter").to_str(),
+            path("net.ipv4.conf.eth0.10.rp_filter").to_str(),
             Some("/proc/sys/net/ipv4/conf/eth0.10/rp_filter")
         );
+    }
+
+    #[test]
+    fn a_write_claims_the_value_it_replaces() {
+        let mut sys = Recorder::default();
+        sys.files.insert(path("net.ipv4.ip_forward"), "0\n".into());
+        let op = SysctlOp::SetSysctl {
+            key: "net.ipv4.ip_forward".into(),
+            value: "1".into(),
+        };
+        let claim = Sysctl.apply(&mut sys, &op).unwrap();
+        assert_eq!(
+            claim,
+            Some(Claim::SysctlOriginal {
+                key: "net.ipv4.ip_forward".into(),
+                value: "0".into()
+            })
+        );
+        assert_eq!(sys.log, ["write /proc/sys/net/ipv4/ip_forward 1"]);
+        assert_eq!(read(&sys, "net.ipv4.ip_forward").as_deref(), Some("1"));
     }
 }

@@ -2,19 +2,42 @@
 //! WireGuard and `wireguard-go` (whose UAPI socket `wg` talks to). Changing a
 //! peer, its allowed IPs or the MTU never recreates the interface.
 
-use super::{Backend, Owned, Scope};
-use crate::config::WgMode;
+use super::{Backend, Claim, Scope};
+use crate::keys::WgKeys;
 use crate::sys::Sys;
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use warren_plan::diff::WgOp;
 use warren_plan::net::Ipv4Cidr;
-use warren_plan::{InterfaceState, Op, PeerState, State};
+use warren_plan::{InterfaceState, PeerState, State, WgPeer};
 
+/// How interfaces are created (the agent's `wireguard` setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WgMode {
+    /// Kernel WireGuard if the module is there, else `wireguard-go`.
+    #[default]
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+/// WireGuard interfaces, configured at construction with how to create
+/// them and where the host's private keys live.
+#[derive(Debug)]
 pub struct WireGuard {
-    pub mode: WgMode,
+    mode: WgMode,
+    keys: WgKeys,
+}
+
+impl WireGuard {
+    pub fn new(mode: WgMode, keys: WgKeys) -> WireGuard {
+        WireGuard { mode, keys }
+    }
 }
 
 /// Parse `wg show IFACE dump`. The first line carries the private key: it is
@@ -43,7 +66,7 @@ pub fn parse_dump(dump: &str, st: &mut InterfaceState) {
     }
 }
 
-fn observe_one(sys: &Sys, name: &str) -> Result<Option<InterfaceState>> {
+fn observe_one(sys: &dyn Sys, name: &str) -> Result<Option<InterfaceState>> {
     let link = match sys.read("ip", &["-j", "link", "show", "dev", name]) {
         Ok(l) => l,
         Err(e) if e.to_string().contains("does not exist") => return Ok(None),
@@ -78,52 +101,74 @@ fn observe_one(sys: &Sys, name: &str) -> Result<Option<InterfaceState>> {
     Ok(Some(st))
 }
 
-fn create(sys: &mut Sys, mode: WgMode, name: &str) -> Result<()> {
-    let kernel = || -> Result<()> {
-        crate::sys::run("ip", &["link", "add", "dev", name, "type", "wireguard"], None).map(|_| ())
-    };
-    let user = |sys: &mut Sys| -> Result<()> {
-        sys.write("wireguard-go", &[name], None)?;
-        // wireguard-go daemonizes; wait for its UAPI socket.
-        let sock = format!("/var/run/wireguard/{name}.sock");
-        let t = Instant::now();
-        while !Path::new(&sock).exists() {
-            if t.elapsed() > Duration::from_secs(5) {
-                bail!("wireguard-go started but {sock} did not appear");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    };
+/// Create `name`: kernel WireGuard, `wireguard-go`, or (auto) the kernel
+/// first and `wireguard-go` when the kernel cannot.
+fn create(sys: &mut dyn Sys, mode: WgMode, name: &str) -> Result<()> {
+    let kernel = ["link", "add", "dev", name, "type", "wireguard"];
     match mode {
-        WgMode::Kernel => {
-            sys.writes += 1;
-            kernel()
-        }
-        WgMode::Userspace => user(sys),
-        WgMode::Auto => {
-            sys.writes += 1;
-            match kernel() {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    tracing::info!(
-                        interface = name,
-                        "kernel WireGuard unavailable ({e}); using wireguard-go"
-                    );
-                    sys.writes -= 1;
-                    user(sys)
-                }
+        WgMode::Kernel => sys.write("ip", &kernel, None).map(drop),
+        WgMode::Userspace => userspace(sys, name),
+        WgMode::Auto => match sys.write("ip", &kernel, None) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::info!(
+                    interface = name,
+                    "kernel WireGuard unavailable ({e}); using wireguard-go"
+                );
+                userspace(sys, name)
             }
-        }
+        },
     }
 }
 
+fn userspace(sys: &mut dyn Sys, name: &str) -> Result<()> {
+    sys.write("wireguard-go", &[name], None)?;
+    // wireguard-go daemonizes; wait for its UAPI socket.
+    let sock = PathBuf::from(format!("/var/run/wireguard/{name}.sock"));
+    let t = Instant::now();
+    while !sys.exists(&sock) {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("wireguard-go started but {} did not appear", sock.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn set_peer(sys: &mut dyn Sys, interface: &str, peer: &WgPeer, key: &str) -> Result<()> {
+    let ips: Vec<String> = peer.allowed_ips.iter().map(|c| c.to_string()).collect();
+    let ka = peer.persistent_keepalive.unwrap_or(0).to_string();
+    let ips = ips.join(",");
+    let mut a = vec![
+        "set",
+        interface,
+        "peer",
+        key,
+        "allowed-ips",
+        &ips,
+        "persistent-keepalive",
+        &ka,
+    ];
+    if let Some(e) = &peer.endpoint {
+        a.extend(["endpoint", e.as_str()]);
+    }
+    sys.write("wg", &a, None)?;
+    Ok(())
+}
+
+/// Run `prog args`; nothing to claim.
+fn write(sys: &mut dyn Sys, prog: &str, args: &[&str]) -> Result<Option<Claim>> {
+    sys.write(prog, args, None)?;
+    Ok(None)
+}
+
 impl Backend for WireGuard {
+    type Op = WgOp;
     fn name(&self) -> &'static str {
         "wireguard"
     }
-    fn observe(&self, sys: &Sys, scope: &Scope, state: &mut State) -> Result<()> {
-        let mut names: BTreeSet<&String> = scope.owned.interfaces.iter().collect();
+    fn observe(&self, sys: &dyn Sys, scope: &Scope, state: &mut State) -> Result<()> {
+        let mut names: BTreeSet<&String> = scope.owned_interfaces.iter().collect();
         for p in &scope.plans {
             names.extend(p.wireguard.iter().map(|i| &i.name));
         }
@@ -134,98 +179,66 @@ impl Backend for WireGuard {
         }
         Ok(())
     }
-    fn handles(&self, op: &Op) -> bool {
-        matches!(
-            op,
-            Op::CreateInterface { .. }
-                | Op::SetPrivateKey { .. }
-                | Op::SetListenPort { .. }
-                | Op::SetMtu { .. }
-                | Op::AddAddress { .. }
-                | Op::DelAddress { .. }
-                | Op::SetUp { .. }
-                | Op::SetPeer { .. }
-                | Op::RemovePeer { .. }
-                | Op::DeleteInterface { .. }
-        )
-    }
-    fn apply(&mut self, sys: &mut Sys, owned: &mut Owned, state_dir: &Path, op: &Op) -> Result<()> {
+    fn apply(&mut self, sys: &mut dyn Sys, op: &WgOp) -> Result<Option<Claim>> {
         match op {
-            Op::CreateInterface { name } => {
+            WgOp::CreateInterface { name } => {
                 create(sys, self.mode, name)?;
-                owned.interfaces.insert(name.clone());
+                Ok(Some(Claim::Created(name.clone())))
             }
-            Op::SetPrivateKey { interface } => {
-                crate::keys::ensure_wg(state_dir, interface)?;
-                let p = crate::keys::wg_key_path(state_dir, interface);
-                sys.write(
+            WgOp::SetPrivateKey { interface } => {
+                self.keys.ensure(interface)?;
+                let key = self.keys.path(interface);
+                write(
+                    sys,
                     "wg",
-                    &["set", interface, "private-key", &p.to_string_lossy()],
-                    None,
-                )?;
+                    &["set", interface, "private-key", &key.to_string_lossy()],
+                )
             }
-            Op::SetListenPort { interface, port } => {
-                let p = port.unwrap_or(0).to_string();
-                sys.write("wg", &["set", interface, "listen-port", &p], None)?;
+            WgOp::SetListenPort { interface, port } => {
+                let port = port.unwrap_or(0).to_string();
+                write(sys, "wg", &["set", interface, "listen-port", &port])
             }
-            Op::SetMtu { interface, mtu } => {
-                sys.write(
-                    "ip",
-                    &["link", "set", "dev", interface, "mtu", &mtu.to_string()],
-                    None,
-                )?;
+            WgOp::SetMtu { interface, mtu } => write(
+                sys,
+                "ip",
+                &["link", "set", "dev", interface, "mtu", &mtu.to_string()],
+            ),
+            WgOp::AddAddress { interface, address } => write(
+                sys,
+                "ip",
+                &["address", "add", &address.to_string(), "dev", interface],
+            ),
+            WgOp::DelAddress { interface, address } => write(
+                sys,
+                "ip",
+                &["address", "del", &address.to_string(), "dev", interface],
+            ),
+            WgOp::SetUp { interface } => write(sys, "ip", &["link", "set", "dev", interface, "up"]),
+            WgOp::SetPeer { interface, peer, key } => {
+                set_peer(sys, interface, peer, key)?;
+                Ok(None)
             }
-            Op::AddAddress { interface, address } => {
-                sys.write(
-                    "ip",
-                    &["address", "add", &address.to_string(), "dev", interface],
-                    None,
-                )?;
+            WgOp::RemovePeer { interface, key } => {
+                write(sys, "wg", &["set", interface, "peer", key, "remove"])
             }
-            Op::DelAddress { interface, address } => {
-                sys.write(
-                    "ip",
-                    &["address", "del", &address.to_string(), "dev", interface],
-                    None,
-                )?;
-            }
-            Op::SetUp { interface } => {
-                sys.write("ip", &["link", "set", "dev", interface, "up"], None)?;
-            }
-            Op::SetPeer { interface, peer, key } => {
-                let ips: Vec<String> = peer.allowed_ips.iter().map(|c| c.to_string()).collect();
-                let ka = peer.persistent_keepalive.unwrap_or(0).to_string();
-                let ips = ips.join(",");
-                let mut a = vec![
-                    "set",
-                    interface,
-                    "peer",
-                    key,
-                    "allowed-ips",
-                    &ips,
-                    "persistent-keepalive",
-                    &ka,
-                ];
-                if let Some(e) = &peer.endpoint {
-                    a.extend(["endpoint", e.as_str()]);
-                }
-                sys.write("wg", &a, None)?;
-            }
-            Op::RemovePeer { interface, key } => {
-                sys.write("wg", &["set", interface, "peer", key, "remove"], None)?;
-            }
-            Op::DeleteInterface { name } => {
+            WgOp::DeleteInterface { name } => {
                 sys.write("ip", &["link", "del", "dev", name], None)?;
-                owned.interfaces.remove(name);
+                Ok(Some(Claim::Deleted(name.clone())))
             }
-            _ => {}
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::sys::Recorder;
+    use warren_plan::PeerKey;
+
+    fn wireguard(mode: WgMode, state: &std::path::Path) -> WireGuard {
+        WireGuard::new(mode, WgKeys::in_state_dir(state))
+    }
+
     #[test]
     fn dump_skips_the_private_key() {
         let dump = "cHJpdmF0ZQ==\tcHVibGlj\t51820\toff\npeerkey=\t(none)\t192.0.2.2:4000\t10.0.18.2/32\t1700000000\t10\t20\t25\n";
@@ -239,5 +252,103 @@ mod tests {
             !format!("{st:?}").contains("cHJpdmF0ZQ"),
             "private key must not be kept"
         );
+    }
+
+    #[test]
+    fn interface_commands() {
+        let dir = crate::testing::scratch("wg-apply");
+        let mut wg = wireguard(WgMode::Kernel, &dir);
+        let mut sys = Recorder::default();
+        let peer = WgPeer {
+            name: "gateway".into(),
+            public_key: PeerKey::Known("R0FURQ==".into()),
+            endpoint: Some("203.0.113.10:51820".into()),
+            allowed_ips: vec!["10.0.18.1/32".parse().unwrap(), "0.0.0.0/0".parse().unwrap()],
+            persistent_keepalive: Some(25),
+        };
+        let ops = [
+            WgOp::CreateInterface { name: "wg0".into() },
+            WgOp::SetListenPort {
+                interface: "wg0".into(),
+                port: None,
+            },
+            WgOp::SetMtu {
+                interface: "wg0".into(),
+                mtu: 1420,
+            },
+            WgOp::AddAddress {
+                interface: "wg0".into(),
+                address: "10.0.18.2/24".parse().unwrap(),
+            },
+            WgOp::SetUp {
+                interface: "wg0".into(),
+            },
+            WgOp::SetPeer {
+                interface: "wg0".into(),
+                peer,
+                key: "R0FURQ==".into(),
+            },
+            WgOp::RemovePeer {
+                interface: "wg0".into(),
+                key: "T0xE".into(),
+            },
+            WgOp::DelAddress {
+                interface: "wg0".into(),
+                address: "10.0.17.2/24".parse().unwrap(),
+            },
+            WgOp::DeleteInterface { name: "wg9".into() },
+        ];
+        let claims: Vec<Option<Claim>> = ops.iter().map(|op| wg.apply(&mut sys, op).unwrap()).collect();
+        assert_eq!(
+            sys.log,
+            [
+                "ip link add dev wg0 type wireguard",
+                "wg set wg0 listen-port 0",
+                "ip link set dev wg0 mtu 1420",
+                "ip address add 10.0.18.2/24 dev wg0",
+                "ip link set dev wg0 up",
+                "wg set wg0 peer R0FURQ== allowed-ips 10.0.18.1/32,0.0.0.0/0 persistent-keepalive 25 endpoint 203.0.113.10:51820",
+                "wg set wg0 peer T0xE remove",
+                "ip address del 10.0.17.2/24 dev wg0",
+                "ip link del dev wg9",
+            ]
+        );
+        assert_eq!(claims[0], Some(Claim::Created("wg0".into())));
+        assert_eq!(claims[8], Some(Claim::Deleted("wg9".into())));
+        assert!(claims[1..8].iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_private_key_is_generated_in_the_key_directory_and_passed_by_path() {
+        let dir = crate::testing::scratch("wg-key");
+        let mut wg = wireguard(WgMode::Kernel, &dir);
+        let mut sys = Recorder::default();
+        let op = WgOp::SetPrivateKey {
+            interface: "wg0".into(),
+        };
+        wg.apply(&mut sys, &op).unwrap();
+        let path = dir.join("wg").join("wg0.key");
+        assert_eq!(sys.log, [format!("wg set wg0 private-key {}", path.display())]);
+        let secret = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !sys.log[0].contains(secret.trim()),
+            "the key itself is never on a command line"
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_to_wireguard_go_and_counts_only_what_succeeded() {
+        let dir = crate::testing::scratch("wg-auto");
+        let mut sys = Recorder::default();
+        sys.failing.insert("ip link add dev wg0 type wireguard".into());
+        let op = WgOp::CreateInterface { name: "wg0".into() };
+        let claim = wireguard(WgMode::Auto, &dir).apply(&mut sys, &op).unwrap();
+        assert_eq!(claim, Some(Claim::Created("wg0".into())));
+        assert_eq!(sys.log, ["wireguard-go wg0"]);
+        assert_eq!(sys.writes(), 1);
+        // The kernel alone: the failure is the answer, and nothing is claimed.
+        let mut kernel = wireguard(WgMode::Kernel, &dir);
+        assert!(kernel.apply(&mut sys, &op).is_err());
+        assert_eq!(sys.writes(), 1);
     }
 }

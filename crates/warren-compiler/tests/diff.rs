@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use warren_compiler::{compile, KeyBook};
+use warren_plan::diff::{RoutingOp, WgOp};
 use warren_plan::{diff, Context, InterfaceState, NftMemory, NftState, Op, PeerKey, PeerState, Plan, State};
 
 fn seed_plans() -> BTreeMap<String, Plan> {
@@ -99,9 +100,10 @@ fn from_nothing_everything_is_created_in_a_workable_order() {
     let kinds: Vec<String> = changes
         .iter()
         .map(|c| {
+            // `Wg(CreateInterface { .. })`: the operation inside its group.
             format!("{:?}", c.op)
-                .split([' ', '{'])
-                .next()
+                .split(['(', ' ', '{'])
+                .nth(1)
                 .unwrap()
                 .to_string()
         })
@@ -157,7 +159,7 @@ fn changing_a_peer_touches_only_that_peer() {
         .push("192.168.17.70/32".parse().unwrap());
     let o = ops(&router, &live, Some(&mem));
     assert_eq!(o.len(), 1, "{o:?}");
-    assert!(matches!(&o[0], Op::SetPeer { interface, .. } if interface == "wg1"));
+    assert!(matches!(&o[0], Op::Wg(WgOp::SetPeer { interface, .. }) if interface == "wg1"));
 }
 
 #[test]
@@ -200,7 +202,10 @@ fn foreign_rules_and_routes_are_not_ours_to_see() {
     let mut extra = router.rules[0].clone();
     extra.priority = 999;
     live.rules.push(extra.clone());
-    assert_eq!(ops(router, &live, Some(&mem)), vec![Op::DelRule { rule: extra }]);
+    assert_eq!(
+        ops(router, &live, Some(&mem)),
+        vec![Op::Routing(RoutingOp::DelRule { rule: extra })]
+    );
 }
 
 #[test]
@@ -216,7 +221,10 @@ fn an_interface_warren_created_but_no_longer_plans_is_removed_last() {
         nft_memory: Some(&mem),
     };
     let o: Vec<Op> = diff(&router, &live, &cx).into_iter().map(|c| c.op).collect();
-    assert_eq!(o.last(), Some(&Op::DeleteInterface { name: "wg1".into() }));
+    assert_eq!(
+        o.last(),
+        Some(&Op::Wg(WgOp::DeleteInterface { name: "wg1".into() }))
+    );
     // Not owned: never deleted.
     let cx = Context {
         owned_interfaces: BTreeSet::new(),
@@ -224,5 +232,5 @@ fn an_interface_warren_created_but_no_longer_plans_is_removed_last() {
     };
     assert!(!diff(&router, &live, &cx)
         .iter()
-        .any(|c| matches!(c.op, Op::DeleteInterface { .. })));
+        .any(|c| matches!(c.op, Op::Wg(WgOp::DeleteInterface { .. }))));
 }
