@@ -14,7 +14,7 @@ use crate::sys::{Live, Sys};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use warren_host::unix_now;
-use warren_plan::diff::{NftOp, UNGENERATED_KEY};
+use warren_plan::diff::{NftOp, OwnKey};
 use warren_plan::{Change, Context, Firewall, NftMemory, Op, Plan, SignedPlan, State, VerifyError};
 use warren_wire::{Outcome, Report};
 
@@ -130,27 +130,27 @@ impl<S: Sys> Engine<S> {
     }
 
     /// This host's public key per planned interface, without creating any:
-    /// a missing one is [`UNGENERATED_KEY`].
-    fn own_keys(&self, plan: &Plan) -> Result<BTreeMap<String, String>> {
+    /// a missing one is [`OwnKey::ToGenerate`].
+    fn own_keys(&self, plan: &Plan) -> Result<BTreeMap<String, OwnKey>> {
         plan.wireguard
             .iter()
             .map(|i| {
                 let key = self.keys.public(&i.name)?;
-                Ok((i.name.clone(), key.unwrap_or_else(|| UNGENERATED_KEY.to_string())))
+                Ok((i.name.clone(), key.map_or(OwnKey::ToGenerate, OwnKey::Public)))
             })
             .collect()
     }
 
     /// Like [`Engine::own_keys`], generating the missing keys.
-    fn generate_keys(&self, plan: &Plan) -> Result<BTreeMap<String, String>> {
+    fn generate_keys(&self, plan: &Plan) -> Result<BTreeMap<String, OwnKey>> {
         plan.wireguard
             .iter()
-            .map(|i| Ok((i.name.clone(), self.keys.ensure(&i.name)?)))
+            .map(|i| Ok((i.name.clone(), OwnKey::Public(self.keys.ensure(&i.name)?))))
             .collect()
     }
 
     /// What it would take to make the live state match `plan`. Read-only:
-    /// it creates no key (see [`UNGENERATED_KEY`]).
+    /// it creates no key (see [`OwnKey::ToGenerate`]).
     pub fn changes(&self, plan: &Plan, mem: Option<&NftMemory>) -> Result<Vec<Change>> {
         self.changes_with(plan, mem, self.own_keys(plan)?)
     }
@@ -159,7 +159,7 @@ impl<S: Sys> Engine<S> {
         &self,
         plan: &Plan,
         mem: Option<&NftMemory>,
-        own_keys: BTreeMap<String, String>,
+        own_keys: BTreeMap<String, OwnKey>,
     ) -> Result<Vec<Change>> {
         let mut plans = vec![plan];
         let applied = self.store.applied()?;

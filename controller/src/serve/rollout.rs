@@ -626,7 +626,7 @@ mod tests {
             resource: "table ip warren".into(),
             expected: "a".into(),
             actual: "b".into(),
-            op: warren_plan::Op::DeleteTable,
+            op: warren_plan::Op::Nft(warren_plan::NftOp::DeleteTable),
         }];
         HostUpdate::Reported {
             report: Box::new(drift),

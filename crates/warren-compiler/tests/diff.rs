@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use warren_compiler::{compile, KeyBook};
-use warren_plan::diff::{RoutingOp, WgOp};
+use warren_plan::diff::{OwnKey, RoutingOp, WgOp};
 use warren_plan::{diff, Context, InterfaceState, NftMemory, NftState, Op, PeerKey, PeerState, Plan, State};
 
 fn seed_plans() -> BTreeMap<String, Plan> {
@@ -22,10 +22,10 @@ fn seed_plans() -> BTreeMap<String, Plan> {
     compile(&cfg, &kb).unwrap()
 }
 
-fn own_keys(plan: &Plan) -> BTreeMap<String, String> {
+fn own_keys(plan: &Plan) -> BTreeMap<String, OwnKey> {
     plan.wireguard
         .iter()
-        .map(|i| (i.name.clone(), format!("own-{}", i.name)))
+        .map(|i| (i.name.clone(), OwnKey::Public(format!("own-{}", i.name))))
         .collect()
 }
 

@@ -232,17 +232,21 @@ impl Change {
     }
 }
 
-/// In [`Context::own_keys`], the stand-in for an interface whose private key
-/// does not exist yet (a read-only diff must not create it): the diff then
-/// expects a new key, generated on apply.
-pub const UNGENERATED_KEY: &str = "(generated on apply)";
+/// This host's own key for one interface, as the diff sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnKey {
+    /// The private key exists; this is its public half (base64).
+    Public(String),
+    /// No private key exists yet (a read-only diff must not create one): the
+    /// diff expects a new key, generated on apply.
+    ToGenerate,
+}
 
 /// Everything `diff` needs besides the plan and the live state.
 #[derive(Clone, Debug, Default)]
 pub struct Context<'a> {
-    /// This host's own public key per interface (from its local private
-    /// keys), or [`UNGENERATED_KEY`].
-    pub own_keys: BTreeMap<String, String>,
+    /// This host's own key per interface (from its local private keys).
+    pub own_keys: BTreeMap<String, OwnKey>,
     /// Interfaces Warren created earlier on this host (so it may delete them).
     pub owned_interfaces: BTreeSet<String>,
     /// What the last apply left in the nft table, if anything.
@@ -366,7 +370,7 @@ fn interface(want: &WgInterface, have: Option<&InterfaceState>, cx: &Context, ou
 }
 
 /// The interface's key, listen port, MTU, missing addresses and link state.
-fn settings(want: &WgInterface, have: &InterfaceState, own_key: Option<&String>) -> Vec<Change> {
+fn settings(want: &WgInterface, have: &InterfaceState, own_key: Option<&OwnKey>) -> Vec<Change> {
     let name = &want.name;
     let mut out: Vec<Change> = [
         private_key(name, have, own_key),
@@ -403,15 +407,11 @@ fn settings(want: &WgInterface, have: &InterfaceState, own_key: Option<&String>)
     out
 }
 
-fn private_key(name: &str, have: &InterfaceState, own_key: Option<&String>) -> Option<Change> {
-    let key = own_key?;
-    if have.public_key.as_deref() == Some(key.as_str()) {
-        return None;
-    }
-    let expected = if key == UNGENERATED_KEY {
-        "a new key, generated on apply".to_string()
-    } else {
-        format!("the key whose public half is {key}")
+fn private_key(name: &str, have: &InterfaceState, own_key: Option<&OwnKey>) -> Option<Change> {
+    let expected = match own_key? {
+        OwnKey::Public(key) if have.public_key.as_deref() == Some(key.as_str()) => return None,
+        OwnKey::Public(key) => format!("the key whose public half is {key}"),
+        OwnKey::ToGenerate => "a new key, generated on apply".to_string(),
     };
     let actual = have
         .public_key
@@ -777,7 +777,7 @@ mod tests {
     }
 
     /// A plan and a live state that differ in every way the diff knows.
-    fn everything() -> (Plan, State, BTreeMap<String, String>) {
+    fn everything() -> (Plan, State, BTreeMap<String, OwnKey>) {
         let wg0 = WgInterface {
             name: "wg0".into(),
             addresses: vec![cidr("10.0.18.1/24")],
@@ -837,8 +837,8 @@ mod tests {
             normalized: "[]".into(),
         });
         let own = [
-            ("wg0".to_string(), "OWN0".to_string()),
-            ("wg1".to_string(), "OWN1".to_string()),
+            ("wg0".to_string(), OwnKey::Public("OWN0".into())),
+            ("wg1".to_string(), OwnKey::Public("OWN1".into())),
         ]
         .into();
         (plan, live, own)

@@ -10,16 +10,14 @@
 #![warn(missing_docs)]
 #![warn(clippy::wildcard_enum_match_arm)]
 
-#[allow(missing_docs, clippy::wildcard_enum_match_arm)] // documented by the agent-side change
 pub mod diff;
 pub mod net;
 pub mod nft;
 pub mod plan;
 pub mod sign;
-#[allow(missing_docs, clippy::wildcard_enum_match_arm)] // documented by the agent-side change
 pub mod state;
 
-pub use diff::{diff, Change, Context, Op};
+pub use diff::{diff, Change, Context, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
 pub use plan::*;
 pub use sign::{sign, verify, Envelope, SignedPlan, VerifyError};
 pub use state::{InterfaceState, NftMemory, NftState, PeerState, State};
