@@ -11,10 +11,20 @@ use std::time::Duration;
 pub enum WireError {
     /// A frame's length prefix (or a message to send) is above [`crate::MAX_FRAME`].
     #[error("frame of {len} bytes exceeds the {max}-byte limit")]
-    FrameTooLarge { len: usize, max: usize },
+    FrameTooLarge {
+        /// The frame's (or message's) size in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The stream ended inside a frame.
     #[error("stream ended inside a frame ({got} of {expected} bytes)")]
-    Truncated { expected: usize, got: usize },
+    Truncated {
+        /// Bytes the frame announced.
+        expected: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
     /// The payload is not JSON.
     #[error("frame is not valid JSON: {0}")]
     InvalidJson(String),
@@ -23,17 +33,32 @@ pub enum WireError {
     UnknownMessage(String),
     /// A known message type with missing or ill-typed fields.
     #[error("malformed {kind} message: {detail}")]
-    MalformedMessage { kind: String, detail: String },
+    MalformedMessage {
+        /// The message type.
+        kind: String,
+        /// What was wrong, from the decoder.
+        detail: String,
+    },
     /// A message could not be encoded (should not happen with Warren's types).
     #[error("cannot encode message: {0}")]
     Encode(String),
 
     /// The first message was a `Hello` with another protocol version.
     #[error("peer speaks protocol version {theirs}, this side speaks {ours}")]
-    VersionMismatch { ours: u32, theirs: u32 },
+    VersionMismatch {
+        /// [`crate::PROTOCOL_VERSION`].
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
     /// The peer authenticated with the key of one host and said `Hello` as another.
     #[error("peer is authorized as {authorized:?} but said hello as {claimed:?}")]
-    WrongHost { authorized: String, claimed: String },
+    WrongHost {
+        /// The host the key is authorized for.
+        authorized: String,
+        /// The host named in `Hello`.
+        claimed: String,
+    },
     /// The protocol was not followed (e.g. the first message was not `Hello`).
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -43,7 +68,12 @@ pub enum WireError {
 
     /// The SSH server's host key is not the pinned one.
     #[error("server host key {got} is not the pinned key {expected}")]
-    HostKeyMismatch { expected: String, got: String },
+    HostKeyMismatch {
+        /// The pinned key.
+        expected: String,
+        /// The key the server showed.
+        got: String,
+    },
     /// The SSH server offered a certificate or a key that is not ed25519.
     #[error("server host key is not a plain ed25519 key ({0})")]
     UnsupportedHostKey(String),

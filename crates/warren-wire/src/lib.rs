@@ -25,6 +25,8 @@
 //! It never logs or sends private keys; no password, RSA key, certificate,
 //! shell, exec or forwarding is ever accepted.
 
+#![warn(missing_docs)]
+
 mod backoff;
 mod conn;
 mod error;

@@ -22,11 +22,18 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum Message {
     /// First message each way: the protocol version and the sender's host name.
-    Hello { version: u32, host: String },
+    Hello {
+        /// The sender's [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The sender's host name.
+        host: String,
+    },
     /// Agent -> controller: its identity (`ssh-ed25519 …`) and one WireGuard
     /// public key per interface.
     Keys {
+        /// The agent's identity as an OpenSSH public key line.
         identity: String,
+        /// Interface name to WireGuard public key (base64).
         wireguard: BTreeMap<String, String>,
     },
     /// Agent -> controller: what happened on its host.
@@ -34,13 +41,25 @@ pub enum Message {
     /// Controller -> agent: a signed plan (the agent verifies it; the wire does not).
     Plan(Box<warren_plan::SignedPlan>),
     /// Controller -> agent: the plan with this serial is confirmed.
-    Confirm { serial: u64 },
+    Confirm {
+        /// The confirmed plan's serial.
+        serial: u64,
+    },
     /// Liveness probe; the connection answers it itself (see [`crate::Connection`]).
-    Ping { n: u64 },
+    Ping {
+        /// A counter the `Pong` echoes.
+        n: u64,
+    },
     /// Answer to `Ping`.
-    Pong { n: u64 },
+    Pong {
+        /// The `Ping`'s counter.
+        n: u64,
+    },
     /// The sender is closing the session, and why.
-    Bye { reason: String },
+    Bye {
+        /// Why, for the peer's log.
+        reason: String,
+    },
 }
 
 /// Every message type name this version knows (the `type` tag).
