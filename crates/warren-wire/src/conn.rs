@@ -13,6 +13,7 @@ use ed25519_dalek::VerifyingKey;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Disconnect};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -395,172 +396,350 @@ impl Pump {
         channel: Channel<S>,
         ctl: SessionCtl,
         mut cmds: mpsc::Receiver<Cmd>,
-        deliver: mpsc::Sender<Result<Message, WireError>>,
+        deliver: mpsc::Sender<Delivery>,
     ) where
         S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
     {
         let (mut rd, wr) = channel.split();
-        let mut frames = FrameBuf::default();
-        // Decoded messages waiting for the user; while any wait, we stop
-        // reading the channel (back-pressure) and do not count silence.
-        let mut pending: VecDeque<Message> = VecDeque::new();
         let mut tick = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_rx = Instant::now();
-        let mut pings = 0u64;
-        let mut cmds_open = true;
-        let mut user_reads = true;
-        let mut said_bye = false;
+        let mut st = PumpState::new();
 
-        let end = 'pump: loop {
-            tokio::select! {
-                m = rd.wait(), if pending.len() < MAX_PENDING => match m {
-                    Some(ChannelMsg::Data { data }) => {
-                        last_rx = Instant::now();
-                        frames.push(&data);
-                        loop {
-                            match frames.next_message() {
-                                Ok(None) => break,
-                                Ok(Some(Message::Ping { n })) => {
-                                    let (pong, limit) = (Message::Pong { n }, self.dead_after);
-                                    if let Err(e) = self.write(&wr, &pong, limit, &mut last_rx).await {
-                                        break 'pump End::Failed(e);
-                                    }
-                                }
-                                Ok(Some(Message::Pong { .. })) => {}
-                                Ok(Some(msg)) => {
-                                    tracing::trace!(peer = %self.peer, kind = msg.kind(), "received");
-                                    if user_reads {
-                                        pending.push_back(msg);
-                                    }
-                                }
-                                Err(e) => break 'pump End::Failed(e),
-                            }
-                        }
-                    }
-                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => {
-                        if frames.pending() > 0 {
-                            let (expected, got) = (frames.expected(), frames.pending());
-                            break End::Failed(WireError::Truncated { expected, got });
-                        }
-                        break End::PeerClosed;
-                    }
-                    Some(_) => {}
-                    // The SSH session ended under the channel without closing it.
-                    None => break End::Failed(WireError::ConnectionLost),
-                },
-                permit = deliver.reserve(), if !pending.is_empty() => match permit {
-                    Ok(p) => {
-                        if let Some(m) = pending.pop_front() {
-                            p.send(Ok(m));
-                        }
-                        last_rx = Instant::now();
-                    }
-                    Err(_) => {
-                        user_reads = false;
-                        pending.clear();
-                        if !cmds_open {
-                            break End::Dropped;
-                        }
-                    }
-                },
-                cmd = cmds.recv(), if cmds_open => match cmd {
-                    Some(Cmd::Send(msg, ack)) => {
-                        let r = self.write(&wr, &msg, self.dead_after, &mut last_rx).await;
-                        match r {
-                            Ok(()) => {
-                                tracing::trace!(peer = %self.peer, kind = msg.kind(), "sent");
-                                said_bye |= matches!(msg, Message::Bye { .. });
-                                let _ = ack.send(Ok(()));
-                            }
-                            // Refused locally (too large, unencodable): the session goes on.
-                            Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                                let _ = ack.send(Err(e));
-                            }
-                            Err(e) => {
-                                let _ = ack.send(Err(WireError::Closed(e.to_string())));
-                                break End::Failed(e);
-                            }
-                        }
-                    }
-                    Some(Cmd::Close(reason, ack)) => break End::Local(reason, Some(ack)),
-                    None => {
-                        cmds_open = false;
-                        if !user_reads || deliver.is_closed() {
-                            break End::Dropped;
-                        }
-                    }
-                },
-                _ = deliver.closed(), if !cmds_open && pending.is_empty() => break End::Dropped,
-                _ = tick.tick() => {
-                    if pending.is_empty() && last_rx.elapsed() > self.dead_after {
-                        break End::Failed(WireError::PeerTimeout(last_rx.elapsed()));
-                    }
-                    pings += 1;
-                    let ping = Message::Ping { n: pings };
-                    if let Err(e) = self.write(&wr, &ping, self.dead_after, &mut last_rx).await {
-                        break End::Failed(e);
+        let end = loop {
+            // Back-pressure: the channel is read only while fewer than
+            // MAX_PENDING messages wait for the user.
+            let step = tokio::select! {
+                m = rd.wait(), if st.pending.len() < MAX_PENDING => {
+                    self.on_channel_msg(&mut st, &wr, m).await
+                }
+                permit = deliver.reserve(), if !st.pending.is_empty() => st.on_deliver_permit(permit),
+                cmd = cmds.recv(), if st.cmds_open => self.on_command(&mut st, &wr, cmd, &deliver).await,
+                _ = deliver.closed(), if !st.cmds_open && st.pending.is_empty() => Break(End::Dropped),
+                _ = tick.tick() => self.on_tick(&mut st, &wr).await,
+            };
+            if let Break(end) = step {
+                break end;
+            }
+        };
+        self.finish(end, st, wr, ctl, cmds, deliver).await;
+    }
+
+    /// Something arrived on the channel (`None`: the channel is gone).
+    async fn on_channel_msg<S>(
+        &self,
+        st: &mut PumpState,
+        wr: &ChannelWriteHalf<S>,
+        m: Option<ChannelMsg>,
+    ) -> ControlFlow<End>
+    where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        match m {
+            Some(ChannelMsg::Data { data }) => {
+                st.last_rx = Instant::now();
+                st.frames.push(&data);
+                self.on_frames(st, wr).await
+            }
+            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => Break(st.at_eof()),
+            Some(_) => Continue(()),
+            // The SSH session ended under the channel without closing it.
+            None => Break(End::Failed(WireError::ConnectionLost)),
+        }
+    }
+
+    /// Decode every whole frame received so far: answer `Ping`s, drop
+    /// `Pong`s, queue the rest for the user (or drop them once nobody reads).
+    async fn on_frames<S>(&self, st: &mut PumpState, wr: &ChannelWriteHalf<S>) -> ControlFlow<End>
+    where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        while let Some(msg) = or_fail(st.frames.next_message())? {
+            match msg {
+                Message::Ping { n } => {
+                    let pong = Message::Pong { n };
+                    or_fail(self.write(wr, &pong, self.dead_after, &mut st.last_rx).await)?;
+                }
+                Message::Pong { .. } => {}
+                msg => {
+                    tracing::trace!(peer = %self.peer, kind = msg.kind(), "received");
+                    if st.user_reads {
+                        st.pending.push_back(msg);
                     }
                 }
             }
-        };
+        }
+        Continue(())
+    }
 
-        // Say why (when the transport still works), close the channel and end
-        // the SSH session; hand the user what is left without waiting for
-        // that, unless the user asked to close and waits for it.
-        let (reason, bye, error, ack) = match end {
-            End::PeerClosed => {
-                tracing::debug!(peer = %self.peer, "peer closed the session");
-                ("peer closed".to_string(), false, None, None)
+    /// A command from a [`MessageSender`] (`None`: every sender is gone).
+    async fn on_command<S>(
+        &self,
+        st: &mut PumpState,
+        wr: &ChannelWriteHalf<S>,
+        cmd: Option<Cmd>,
+        deliver: &mpsc::Sender<Delivery>,
+    ) -> ControlFlow<End>
+    where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        match cmd {
+            Some(Cmd::Send(msg, ack)) => self.on_send(st, wr, msg, ack).await,
+            Some(Cmd::Close(reason, ack)) => Break(End::Local(reason, Some(ack))),
+            None => {
+                st.cmds_open = false;
+                if !st.user_reads || deliver.is_closed() {
+                    return Break(End::Dropped);
+                }
+                Continue(())
             }
-            End::Local(reason, ack) => {
-                tracing::debug!(peer = %self.peer, %reason, "closing session");
-                (reason, !said_bye, None, ack)
+        }
+    }
+
+    /// Write the user's message and tell the sender how that went.
+    async fn on_send<S>(
+        &self,
+        st: &mut PumpState,
+        wr: &ChannelWriteHalf<S>,
+        msg: Message,
+        ack: oneshot::Sender<Result<(), WireError>>,
+    ) -> ControlFlow<End>
+    where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        match self.write(wr, &msg, self.dead_after, &mut st.last_rx).await {
+            Ok(()) => {
+                tracing::trace!(peer = %self.peer, kind = msg.kind(), "sent");
+                st.said_bye |= matches!(msg, Message::Bye { .. });
+                let _ = ack.send(Ok(()));
             }
-            End::Dropped => ("connection dropped".to_string(), !said_bye, None, None),
-            End::Failed(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "closing session");
-                let bye = e.is_protocol_violation();
-                (e.to_string(), bye, Some(e), None)
+            // Refused locally (too large, unencodable): the session goes on.
+            Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
+                let _ = ack.send(Err(e));
             }
-        };
+            Err(e) => {
+                let _ = ack.send(Err(WireError::Closed(e.to_string())));
+                return Break(End::Failed(e));
+            }
+        }
+        Continue(())
+    }
+
+    /// Keepalive: presume the peer dead after `dead_after` of silence, else
+    /// ping it.
+    async fn on_tick<S>(&self, st: &mut PumpState, wr: &ChannelWriteHalf<S>) -> ControlFlow<End>
+    where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        // While messages wait for the user we are not reading: that silence
+        // is ours, not the peer's.
+        if st.pending.is_empty() && st.last_rx.elapsed() > self.dead_after {
+            return Break(End::Failed(WireError::PeerTimeout(st.last_rx.elapsed())));
+        }
+        st.pings += 1;
+        let ping = Message::Ping { n: st.pings };
+        or_fail(self.write(wr, &ping, self.dead_after, &mut st.last_rx).await)
+    }
+
+    /// Say why (when the transport still works), close the channel and end
+    /// the SSH session; hand the user what is left without waiting for
+    /// that, unless the user asked to close and waits for it.
+    async fn finish<S>(
+        self,
+        end: End,
+        st: PumpState,
+        wr: ChannelWriteHalf<S>,
+        ctl: SessionCtl,
+        cmds: mpsc::Receiver<Cmd>,
+        deliver: mpsc::Sender<Delivery>,
+    ) where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        let Closing {
+            reason,
+            bye,
+            error,
+            ack,
+        } = self.closing(end, st.said_bye);
+        // Set before dropping `cmds`, so that senders failing from now on
+        // give this reason.
         let _ = self.closed.set(reason.clone());
         drop(cmds);
-        let closing = async move {
-            if bye {
-                let _ = self
-                    .write(
-                        &wr,
-                        &Message::Bye {
-                            reason: reason.clone(),
-                        },
-                        CLOSE_GRACE,
-                        &mut last_rx,
-                    )
-                    .await;
-            }
-            let _ = timeout(CLOSE_GRACE, wr.eof()).await;
-            let _ = timeout(CLOSE_GRACE, wr.close()).await;
-            let _ = timeout(CLOSE_GRACE, ctl.disconnect(&reason)).await;
-        };
+        let shut_down = self.shut_down(wr, ctl, reason, bye, st.last_rx);
         match ack {
             Some(ack) => {
-                closing.await;
+                shut_down.await;
                 let _ = ack.send(());
             }
             None => {
-                tokio::spawn(closing);
+                tokio::spawn(shut_down);
             }
         }
-        if user_reads {
-            for m in pending {
-                if deliver.send(Ok(m)).await.is_err() {
-                    return;
+        if st.user_reads {
+            hand_over(st.pending, error, &deliver).await;
+        }
+    }
+
+    /// What to tell the peer and the user, given why the pump stopped.
+    fn closing(&self, end: End, said_bye: bool) -> Closing {
+        match end {
+            End::PeerClosed => {
+                tracing::debug!(peer = %self.peer, "peer closed the session");
+                Closing::clean("peer closed".to_string(), false, None)
+            }
+            End::Local(reason, ack) => {
+                tracing::debug!(peer = %self.peer, %reason, "closing session");
+                Closing::clean(reason, !said_bye, ack)
+            }
+            End::Dropped => Closing::clean("connection dropped".to_string(), !said_bye, None),
+            End::Failed(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "closing session");
+                Closing {
+                    reason: e.to_string(),
+                    bye: e.is_protocol_violation(),
+                    error: Some(e),
+                    ack: None,
                 }
             }
-            if let Some(e) = error {
-                let _ = deliver.send(Err(e)).await;
+        }
+    }
+
+    /// Say `Bye { reason }` if `bye`, send EOF, close the channel and
+    /// disconnect the SSH session, each step bounded by [`CLOSE_GRACE`].
+    async fn shut_down<S>(
+        self,
+        wr: ChannelWriteHalf<S>,
+        ctl: SessionCtl,
+        reason: String,
+        bye: bool,
+        mut last_rx: Instant,
+    ) where
+        S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        if bye {
+            let bye = Message::Bye {
+                reason: reason.clone(),
+            };
+            let _ = self.write(&wr, &bye, CLOSE_GRACE, &mut last_rx).await;
+        }
+        let _ = timeout(CLOSE_GRACE, wr.eof()).await;
+        let _ = timeout(CLOSE_GRACE, wr.close()).await;
+        let _ = timeout(CLOSE_GRACE, ctl.disconnect(&reason)).await;
+    }
+}
+
+/// What the pump hands the user: messages, then at most one error.
+type Delivery = Result<Message, WireError>;
+
+/// The pump's state between turns of its loop.
+struct PumpState {
+    /// Channel data not yet decoded.
+    frames: FrameBuf,
+    /// Decoded messages waiting for the user; while any wait, we stop
+    /// reading the channel (back-pressure) and do not count silence.
+    pending: VecDeque<Message>,
+    /// When the peer was last heard from, moved on by the time we spend
+    /// writing or waiting for the user.
+    last_rx: Instant,
+    /// Number of the last `Ping` we sent.
+    pings: u64,
+    /// Whether any [`MessageSender`] is left.
+    cmds_open: bool,
+    /// Whether the [`MessageReceiver`] is left; once it is gone, received
+    /// messages are dropped.
+    user_reads: bool,
+    /// Whether the user sent a `Bye`, so closing need not say another.
+    said_bye: bool,
+}
+
+impl PumpState {
+    fn new() -> Self {
+        PumpState {
+            frames: FrameBuf::default(),
+            pending: VecDeque::new(),
+            last_rx: Instant::now(),
+            pings: 0,
+            cmds_open: true,
+            user_reads: true,
+            said_bye: false,
+        }
+    }
+
+    /// The peer sent EOF or closed the channel: clean only between frames.
+    fn at_eof(&self) -> End {
+        if self.frames.pending() > 0 {
+            let (expected, got) = (self.frames.expected(), self.frames.pending());
+            return End::Failed(WireError::Truncated { expected, got });
+        }
+        End::PeerClosed
+    }
+
+    /// The user has room for one more message (`Err`: the receiver is gone).
+    fn on_deliver_permit(
+        &mut self,
+        permit: Result<mpsc::Permit<'_, Delivery>, mpsc::error::SendError<()>>,
+    ) -> ControlFlow<End> {
+        match permit {
+            Ok(p) => {
+                if let Some(m) = self.pending.pop_front() {
+                    p.send(Ok(m));
+                }
+                // We were not reading while the message waited: that silence was
+                // ours, not the peer's.
+                self.last_rx = Instant::now();
+            }
+            Err(_) => {
+                self.user_reads = false;
+                self.pending.clear();
+                if !self.cmds_open {
+                    return Break(End::Dropped);
+                }
             }
         }
+        Continue(())
+    }
+}
+
+/// How the pump closes the session.
+struct Closing {
+    /// Given to the peer in `Bye` and to senders in [`WireError::Closed`].
+    reason: String,
+    /// Whether to say `Bye { reason }` to the peer.
+    bye: bool,
+    /// The error the session ended on, handed to the user after the messages
+    /// left.
+    error: Option<WireError>,
+    /// A [`MessageSender::close`] waiting until the session is gone.
+    ack: Option<oneshot::Sender<()>>,
+}
+
+impl Closing {
+    fn clean(reason: String, bye: bool, ack: Option<oneshot::Sender<()>>) -> Closing {
+        Closing {
+            reason,
+            bye,
+            error: None,
+            ack,
+        }
+    }
+}
+
+/// A step's result as the loop's: go on, or end the session on the error.
+fn or_fail<T>(r: Result<T, WireError>) -> ControlFlow<End, T> {
+    match r {
+        Ok(v) => Continue(v),
+        Err(e) => Break(End::Failed(e)),
+    }
+}
+
+/// Hand the user the messages left, then the error the session ended on;
+/// stop as soon as the user is gone.
+async fn hand_over(pending: VecDeque<Message>, error: Option<WireError>, deliver: &mpsc::Sender<Delivery>) {
+    for m in pending {
+        if deliver.send(Ok(m)).await.is_err() {
+            return;
+        }
+    }
+    if let Some(e) = error {
+        let _ = deliver.send(Err(e)).await;
     }
 }
