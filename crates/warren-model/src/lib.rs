@@ -6,6 +6,8 @@
 //! [`model::Config`] or [`diag::Diagnostics`]. It must not compile plans, read
 //! files or talk to hosts.
 
+#![warn(missing_docs)]
+
 pub mod diag;
 pub mod load;
 pub mod model;

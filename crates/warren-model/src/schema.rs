@@ -1,9 +1,12 @@
 //! Schema v1 of `warren.yaml`, exactly as written by the user.
 //!
 //! These types mirror the file (unknown keys are errors) and keep the position
-//! of every value that a lint may point at. [`crate::validate`] turns them into
+//! of every value that a lint may point at. [`crate::validate()`] turns them into
 //! the resolved [`crate::model::Config`]. The JSON Schema published in
-//! `docs/warren.schema.json` is generated from these types.
+//! `docs/warren.schema.json` is generated from these types: a field's doc
+//! comment becomes its description there. Most types' own doc comments are
+//! kept out of it (`#[schemars(description = "")]`): the fields that use them
+//! already describe them, and the published schema does not change.
 
 use crate::sp::{Sp, Text};
 use schemars::JsonSchema;
@@ -40,8 +43,10 @@ pub struct Document {
     pub forwards: BTreeMap<Sp<String>, Sp<ForwardDoc>>,
 }
 
+/// What a host is (`role`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(description = "")]
 pub enum Role {
     /// The cloud VPS with the public IPv4 address.
     Gateway,
@@ -51,8 +56,10 @@ pub enum Role {
     Agent,
 }
 
+/// What a host runs (`platform`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(description = "")]
 pub enum Platform {
     /// Linux with nftables and policy routing; the agent runs on the host.
     Linux,
@@ -60,8 +67,10 @@ pub enum Platform {
     Routeros,
 }
 
+/// What the agent does when live state drifts from the plan (`drift`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(description = "")]
 pub enum DriftPolicy {
     /// Report live state that no longer matches the plan (default).
     Report,
@@ -116,8 +125,10 @@ pub struct HostDoc {
     pub drift: Option<Sp<DriftPolicy>>,
 }
 
+/// One LAN behind the router (`hosts.<router>.lans.<name>`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct LanDoc {
     /// The router's interface on this LAN (e.g. `br-lan`).
     pub interface: Sp<String>,
@@ -125,8 +136,10 @@ pub struct LanDoc {
     pub address: Sp<Text>,
 }
 
+/// How the agent of `managed_by` reaches a RouterOS router (`routeros`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct RouterOsDoc {
     /// Address of the RouterOS router as seen from its agent host.
     pub address: Sp<Text>,
@@ -141,8 +154,10 @@ pub struct RouterOsDoc {
     pub host_key: Option<Sp<String>>,
 }
 
+/// How the controller reaches a host's agent (`agent`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct AgentDoc {
     /// `IPv4:port` where the agent listens for the controller. Omit it when the
     /// agent dials the controller instead (a host the controller cannot reach).
@@ -153,8 +168,10 @@ pub struct AgentDoc {
     pub identity: Option<Sp<String>>,
 }
 
+/// The WAN VPN (`wan_vpn`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct WanVpnDoc {
     /// Name of the gateway host (it listens).
     pub gateway: Sp<String>,
@@ -192,8 +209,10 @@ pub struct WanVpnDoc {
     pub rule_priority: Option<Sp<u64>>,
 }
 
+/// The private VPN (`private_vpn`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct PrivateVpnDoc {
     /// The host that serves it (the router).
     pub server: Sp<String>,
@@ -212,8 +231,10 @@ pub struct PrivateVpnDoc {
     pub clients: BTreeMap<Sp<String>, Sp<ClientDoc>>,
 }
 
+/// One device of the private VPN (`private_vpn.clients.<name>`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct ClientDoc {
     /// The client's address in the private VPN subnet: `192.168.17.69`.
     pub address: Sp<Text>,
@@ -228,8 +249,10 @@ pub struct ClientDoc {
     pub keepalive: Option<Sp<u64>>,
 }
 
+/// One port forward (`forwards.<name>`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "")]
 pub struct ForwardDoc {
     /// Public port(s) and protocol: `25565/tcp`, `27000-27015/udp`, `53/tcp+udp`.
     pub port: Sp<Text>,

@@ -9,13 +9,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+/// A value from `warren.yaml` and where it starts. Equality and ordering
+/// ignore the position, so `Sp<String>` works as a map key.
 #[derive(Clone, Debug)]
 pub struct Sp<T> {
+    /// The value as deserialized.
     pub value: T,
+    /// Where it starts; [`Pos::UNKNOWN`] when not read by serde-saphyr.
     pub at: Pos,
 }
 
 impl<T> Sp<T> {
+    /// `value`, written at `at`.
     pub fn new(value: T, at: Pos) -> Self {
         Sp { value, at }
     }

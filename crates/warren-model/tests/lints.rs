@@ -415,3 +415,40 @@ fn values_of_the_wrong_type() {
         ),
     );
 }
+
+#[test]
+fn forward_capturing_the_gateway_agent_port_is_a_lockout() {
+    check(
+        &edit(
+            "    management: [2222/tcp]\n",
+            "    management: [2222/tcp]\n    agent: { address: \"203.0.113.10:7700\" }\n",
+        )
+        .replace("port: 25565/tcp", "port: 7700/tcp"),
+        "warren.yaml:27:22: error[forward-lockout]: forward \"minecraft\" (7700/tcp) would capture the gateway's agent port 7700/tcp\n  note: it is declared at line 8, column 12\n  hint: the gateway never forwards its own ports; pick another public port for this service",
+    );
+}
+
+#[test]
+fn managed_by_names_a_host_that_is_no_agent() {
+    check(
+        &edit(
+            "    role: router\n",
+            "    role: router\n    platform: routeros\n    managed_by: gateway\n    routeros: { address: 192.168.16.1 }\n",
+        ),
+        "warren.yaml:11:17: error[unknown-host]: managed_by names \"gateway\", which is not a host with role agent",
+    );
+}
+
+/// A target is checked against the LANs only once they all resolved: the broken
+/// LAN is the one error to fix, not a target that may well be on it.
+#[test]
+fn forward_targets_wait_for_every_lan_to_resolve() {
+    check(
+        &edit(
+            "      lan: { interface: br-lan, address: 192.168.16.1/24 }\n",
+            "      lan: { interface: br-lan, address: 192.168.16.1/24 }\n      iot: { interface: br-iot, address: 192.168.30.0/24 }\n",
+        )
+        .replace("to: 192.168.16.20", "to: 192.168.99.20"),
+        "warren.yaml:12:42: error[address-outside-subnet]: LAN \"iot\" address 192.168.30.0/24 is the network address, not the router's address\n  hint: write the router's own address with the prefix, e.g. 192.168.30.1/24",
+    );
+}
