@@ -377,6 +377,7 @@ impl<S: Sys> Engine<S> {
     /// Log an event and write it as a report (the latest, and the outbox).
     pub fn report(&self, sp: Option<&SignedPlan>, outcome: Outcome, message: &str, changes: Vec<Change>) {
         let r = Report {
+            seq: 0,
             host: self.cfg.host.clone(),
             serial: sp.map(|s| s.envelope.serial),
             commit: sp.map(|s| s.envelope.commit.clone()),

@@ -163,6 +163,7 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         assert!(store.last_report().unwrap().is_none());
         let r = Report {
+            seq: 0,
             host: "router".into(),
             serial: Some(7),
             commit: Some("abc".into()),
@@ -177,7 +178,7 @@ mod tests {
         assert_eq!(outbox.len(), 1);
         assert_eq!(
             std::fs::read_to_string(&outbox[0]).unwrap(),
-            r#"{"host":"router","serial":7,"commit":"abc","outcome":"rolled_back","message":"m","changes":[],"at":9}"#
+            r#"{"seq":0,"host":"router","serial":7,"commit":"abc","outcome":"rolled_back","message":"m","changes":[],"at":9}"#
         );
     }
 

@@ -326,6 +326,7 @@ mod tests {
 
     fn report(host: &str, serial: u64, outcome: Outcome) -> Report {
         Report {
+            seq: 0,
             host: host.into(),
             serial: Some(serial),
             commit: Some(format!("c{serial}")),

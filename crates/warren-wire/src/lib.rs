@@ -42,5 +42,5 @@ pub use error::WireError;
 pub use frame::{decode_payload, encode_frame, read_message, write_message, MAX_FRAME};
 pub use keys::{key_base64, openssh_public_key, parse_public_key};
 pub use message::{Message, MESSAGE_TYPES, PROTOCOL_VERSION};
-pub use report::{Outcome, Report};
+pub use report::{AgentStatus, Outcome, Report, Running, STATUS_HEARTBEAT_SECS};
 pub use ssh::{dial, dial_with, listen, listen_with, Authorize, Listener};

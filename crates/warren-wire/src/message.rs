@@ -9,14 +9,21 @@ use std::collections::BTreeMap;
 /// Compatible changes (a new field with a `#[serde(default)]`) keep the
 /// version; a new message type or a changed meaning bumps it, because an
 /// unknown message type is a protocol error.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One message. On the wire it is JSON, adjacently tagged:
 /// `{"type":"confirm","body":{"serial":7}}`.
 ///
 /// Direction is a convention of the protocol, not of the transport: the agent
-/// sends `Keys` and `Report`, the controller sends `Plan` and `Confirm`,
-/// either sends `Hello` (first, both ways), `Ping`/`Pong` and `Bye`.
+/// sends `Keys`, `Status` and `Report`, the controller sends `Plan`,
+/// `Confirm` and `Ack`, either sends `Hello` (first, both ways), `Ping`/`Pong`
+/// and `Bye`.
+///
+/// Delivery is at-least-once and handling idempotent: the controller re-sends
+/// a plan or a confirm until the agent's `Status` shows it running or
+/// confirmed (a plan whose serial the agent already runs is acknowledged, not
+/// refused), and the agent re-sends a report until the controller `Ack`s its
+/// `seq`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "body", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -38,6 +45,15 @@ pub enum Message {
     },
     /// Agent -> controller: what happened on its host.
     Report(Box<crate::Report>),
+    /// Agent -> controller: where it stands (replay floor, running plan);
+    /// also the heartbeat.
+    Status(crate::AgentStatus),
+    /// Controller -> agent: the reports up to this sequence number are
+    /// recorded; the agent may forget them.
+    Ack {
+        /// The highest [`crate::Report::seq`] recorded.
+        seq: u64,
+    },
     /// Controller -> agent: a signed plan (the agent verifies it; the wire does not).
     Plan(Box<warren_plan::SignedPlan>),
     /// Controller -> agent: the plan with this serial is confirmed.
@@ -64,7 +80,7 @@ pub enum Message {
 
 /// Every message type name this version knows (the `type` tag).
 pub const MESSAGE_TYPES: &[&str] = &[
-    "hello", "keys", "report", "plan", "confirm", "ping", "pong", "bye",
+    "hello", "keys", "report", "status", "ack", "plan", "confirm", "ping", "pong", "bye",
 ];
 
 impl Message {
@@ -74,6 +90,8 @@ impl Message {
             Message::Hello { .. } => "hello",
             Message::Keys { .. } => "keys",
             Message::Report(_) => "report",
+            Message::Status(_) => "status",
+            Message::Ack { .. } => "ack",
             Message::Plan(_) => "plan",
             Message::Confirm { .. } => "confirm",
             Message::Ping { .. } => "ping",

@@ -81,6 +81,37 @@ impl Outcome {
     }
 }
 
+/// Agent -> controller: where the agent stands. Sent at the start of every
+/// session, whenever it changes, and at least every [`STATUS_HEARTBEAT_SECS`]
+/// (so "last seen" means "connected").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The highest plan serial the agent ever accepted (its replay floor: it
+    /// refuses lower serials). A controller that lost its state resumes
+    /// numbering above it.
+    pub max_serial: Option<u64>,
+    /// The plan the host runs now, if any.
+    pub running: Option<Running>,
+}
+
+/// The plan an agent runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    /// Its serial.
+    pub serial: u64,
+    /// The commit it was compiled from.
+    pub commit: String,
+    /// The sha256 of the plan (`Envelope::plan_sha256`).
+    pub plan_sha256: String,
+    /// Whether the controller confirmed it (an unconfirmed plan is rolled
+    /// back when its window passes).
+    pub confirmed: bool,
+}
+
+/// Longest an agent stays silent: it sends [`AgentStatus`] at least this
+/// often while connected.
+pub const STATUS_HEARTBEAT_SECS: u64 = 15;
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -88,9 +119,16 @@ impl std::fmt::Display for Outcome {
 }
 
 /// One event on an agent's host, sent to the controller and kept in the
-/// agent's state directory.
+/// agent's state directory until the controller acknowledges it
+/// ([`crate::Message::Ack`] with its `seq`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The agent's sequence number for this report (its outbox order, 1 and
+    /// up; 0 for a report that was never queued). The controller handles a
+    /// report once per sequence number and acknowledges it, so delivery is
+    /// at-least-once and handling idempotent.
+    #[serde(default)]
+    pub seq: u64,
     /// The reporting host.
     pub host: String,
     /// The serial of the plan the report is about, if any.
@@ -110,6 +148,15 @@ pub struct Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_without_seq_reads_as_zero() {
+        let r: Report = serde_json::from_str(
+            r#"{"host":"h","serial":1,"commit":"c","outcome":"applied","message":"m","changes":[],"at":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.seq, 0);
+    }
 
     #[test]
     fn outcome_names_round_trip() {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use tokio::io::AsyncWriteExt;
 use warren_wire::{
-    decode_payload, encode_frame, read_message, write_message, Message, Outcome, Report, WireError,
-    MAX_FRAME, MESSAGE_TYPES, PROTOCOL_VERSION,
+    decode_payload, encode_frame, read_message, write_message, AgentStatus, Message, Outcome, Report,
+    Running, WireError, MAX_FRAME, MESSAGE_TYPES, PROTOCOL_VERSION,
 };
 
 fn samples() -> Vec<Message> {
@@ -17,6 +17,16 @@ fn samples() -> Vec<Message> {
             wireguard: BTreeMap::from([("wg0".to_string(), "k".to_string())]),
         },
         report("3 changes"),
+        Message::Status(AgentStatus {
+            max_serial: Some(9),
+            running: Some(Running {
+                serial: 9,
+                commit: "c0ffee".into(),
+                plan_sha256: "ab".repeat(32),
+                confirmed: false,
+            }),
+        }),
+        Message::Ack { seq: 3 },
         Message::Confirm { serial: 9 },
         Message::Ping { n: 1 },
         Message::Pong { n: 1 },
@@ -138,6 +148,7 @@ async fn oversized_message_is_refused_on_send() {
 
 fn report(message: &str) -> Message {
     Message::Report(Box::new(Report {
+        seq: 1,
         host: "router".into(),
         serial: Some(3),
         commit: None,

@@ -522,6 +522,7 @@ async fn large_messages_pass_and_oversized_ones_are_refused_without_closing() {
 
 fn report(outcome: Outcome, message: &str) -> Message {
     Message::Report(Box::new(Report {
+        seq: 1,
         host: "router".into(),
         serial: Some(7),
         commit: Some("c0ffee".into()),
