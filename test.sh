@@ -20,5 +20,9 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== figures (printed, not asserted): push-to-applied and throughput in the namespace lab"
 target/debug/bench-push 5
+# Fault injection (tests named fault_*, in tests/tests/faults_*.rs): each injects
+# one real fault in the namespace lab and passes only if nothing was lost.
+awk '/^test fault_[^ ]* \.\.\. / { n++; if ($NF == "ok") s++; else l++ }
+     END { printf "faults: %d injected, %d survived, %d lost\n", n, s, l }' "$log"
 # The closing line: totals of every cargo test binary above.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
