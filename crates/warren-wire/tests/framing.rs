@@ -64,7 +64,10 @@ fn wire_form_is_tagged_json_and_types_are_listed() {
             m.kind()
         );
     }
-    assert_eq!(PROTOCOL_VERSION, 1);
+    // Version 2 added `status` and `ack` (at-least-once delivery).
+    assert_eq!(PROTOCOL_VERSION, 2);
+    let ack = encode_frame(&Message::Ack { seq: 4 }).unwrap();
+    assert_eq!(&ack[4..], br#"{"type":"ack","body":{"seq":4}}"#);
     // Extra fields are tolerated (compatible additions).
     let m = decode_payload(br#"{"type":"ping","body":{"n":2,"later":true}}"#).unwrap();
     assert_eq!(m, Message::Ping { n: 2 });
