@@ -221,7 +221,7 @@ async fn version_mismatch_is_refused_with_a_reason() {
     assert!(timeout(T, c.recv()).await.unwrap().unwrap().is_none());
     let r = timeout(T, s).await.unwrap().unwrap();
     assert!(
-        matches!(r, Err(WireError::VersionMismatch { ours: 1, theirs: 99 })),
+        matches!(r, Err(WireError::VersionMismatch { ours: 2, theirs: 99 })),
         "{r:?}"
     );
 }
