@@ -79,7 +79,7 @@ fn bounded(s: String) -> String {
         return s;
     }
     let mut cut: String = s.chars().take(MAX_TEXT).collect();
-    cut.push_str("…");
+    cut.push('…');
     cut
 }
 
