@@ -49,6 +49,9 @@ enum Cmd {
         #[arg(long, value_parser = cmd::names_only::<Format>(), default_value = "text")]
         format: Format,
     },
+    /// Send a host (or every host) its current plan again, so its agent
+    /// converges to it once more (repairs drift under `drift: report`).
+    Sync(cmd::sync::Args),
     /// Create the controller's ed25519 signing key (0600) and print its public half.
     Keygen(cmd::keygen::Args),
     /// Compile, sign and write one plan file per host (`HOST.plan.json`).
@@ -70,6 +73,7 @@ fn run(cli: Cli) -> cmd::Outcome {
         Cmd::Schema => cmd::schema::run(),
         Cmd::Serve(args) => cmd::serve::run(args),
         Cmd::Status { state_dir, format } => cmd::status::run(&state_dir, format),
+        Cmd::Sync(args) => cmd::sync::run(args),
         Cmd::Keygen(args) => cmd::keygen::run(args),
         Cmd::Sign(args) => cmd::sign::run(args),
     }

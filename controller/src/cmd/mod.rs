@@ -14,6 +14,7 @@ pub mod schema;
 pub mod serve;
 pub mod sign;
 pub mod status;
+pub mod sync;
 pub mod validate;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

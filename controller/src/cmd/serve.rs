@@ -2,7 +2,7 @@
 //! [`crate::serve::Options`], sets up logging and runs the service on a tokio
 //! runtime; what the service does is `crate::serve`.
 
-use super::{names_only, Outcome};
+use super::{names_only, usage, Outcome};
 use anyhow::Context;
 use std::path::PathBuf;
 use warren_host::cli::{init_logging, LogFormat};
@@ -44,6 +44,39 @@ pub struct Args {
     log_format: LogFormat,
 }
 
+/// The confirm window agents are given, in seconds. 0 (or a few seconds)
+/// would roll every plan back before its agent's report could arrive; more
+/// than a day leaves a lockout in place for longer than anyone waits.
+pub const CONFIRM_SECS: std::ops::RangeInclusive<u32> = 5..=86_400;
+
+/// The longest poll interval accepted (a day; webhooks and fs events
+/// trigger sooner).
+const MAX_POLL_SECS: f64 = 86_400.0;
+
+fn check_confirm_secs(secs: u32) -> Result<(), String> {
+    if CONFIRM_SECS.contains(&secs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--confirm-secs {secs}: must be between {} and {} (an agent rolls back a plan that is not confirmed within it)",
+            CONFIRM_SECS.start(),
+            CONFIRM_SECS.end()
+        ))
+    }
+}
+
+/// `--poll-secs` as a Duration: positive and at most a day (`inf`, `nan`
+/// and negatives are refused rather than panicking); tiny values are raised
+/// to 50 ms.
+fn poll_interval(secs: f64) -> Result<std::time::Duration, String> {
+    if !(secs > 0.0 && secs <= MAX_POLL_SECS) {
+        return Err(format!(
+            "--poll-secs {secs}: must be more than 0 and at most {MAX_POLL_SECS}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs.max(0.05)))
+}
+
 pub fn run(args: Args) -> Outcome {
     init_logging(args.log_format);
     let webhook_secret = match &args.webhook_secret_file {
@@ -56,9 +89,8 @@ pub fn run(args: Args) -> Outcome {
         ),
         None => None,
     };
-    // `inf` parses as an f64 but is no Duration; refuse it rather than panic.
-    let poll = std::time::Duration::try_from_secs_f64(args.poll_secs.max(0.05))
-        .with_context(|| format!("--poll-secs {}", args.poll_secs))?;
+    let poll = poll_interval(args.poll_secs).map_err(usage)?;
+    check_confirm_secs(args.confirm_secs).map_err(usage)?;
     let opts = crate::serve::Options {
         source: args.repo,
         branch: args.branch,
@@ -77,4 +109,35 @@ pub fn run(args: Args) -> Outcome {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(crate::serve::serve(opts))?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_secs_zero_and_absurd_values_are_refused() {
+        for bad in [0, 1, 4, 86_401, u32::MAX] {
+            assert!(
+                check_confirm_secs(bad).unwrap_err().contains("--confirm-secs"),
+                "{bad}"
+            );
+        }
+        for good in [5, 30, 60, 86_400] {
+            assert!(check_confirm_secs(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn poll_secs_must_be_a_sane_duration() {
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN, 86_401.0] {
+            assert!(poll_interval(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            poll_interval(0.001).unwrap(),
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(poll_interval(5.0).unwrap(), std::time::Duration::from_secs(5));
+    }
 }

@@ -14,6 +14,7 @@ pub mod repo;
 pub mod rollout;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod transport;
 
 use anyhow::{Context, Result};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use warren_host::unix_now;
 use warren_plan::SignedPlan;
-use warren_wire::Report;
+use warren_wire::{AgentStatus, Report};
 
 /// How the service is set up (from the command line).
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub enum Event {
         id: u64,
         reason: String,
     },
+    /// Once a second: pick up `sync` requests (see [`sync`]).
+    Tick,
 }
 
 /// What the controller sends an agent.
@@ -72,6 +75,8 @@ pub enum Event {
 pub enum Outgoing {
     Plan(Box<SignedPlan>),
     Confirm(u64),
+    /// The agent's reports up to this seq are recorded.
+    Ack(u64),
 }
 
 /// What an agent sends the controller.
@@ -82,6 +87,8 @@ pub enum FromAgent {
         wireguard: BTreeMap<String, String>,
     },
     Report(Box<Report>),
+    /// Where the agent stands; also its heartbeat.
+    Status(warren_wire::AgentStatus),
 }
 
 fn controller_key(dir: &std::path::Path) -> Result<SigningKey> {
@@ -168,10 +175,40 @@ impl Service {
         }
         if !out.plans.is_empty() {
             let hosts = self.store.hosts()?;
-            let order = out.plans.into_iter().map(|(h, _)| h).collect();
-            self.rollout.handle_compiled(order, &hosts, Instant::now());
+            let changed: Vec<String> = out.plans.into_iter().map(|(h, _)| h).collect();
+            let order = self.rollout_order();
+            self.rollout
+                .handle_compiled(&changed, &order, &hosts, Instant::now());
             self.perform()?;
         }
+        Ok(())
+    }
+
+    /// Every host of the current config, in rollout order.
+    fn rollout_order(&self) -> Vec<String> {
+        let Some(cfg) = &self.config else {
+            return vec![];
+        };
+        let mut order: Vec<String> = cfg.hosts.keys().cloned().collect();
+        pipeline::rollout_order(cfg, &mut order);
+        order
+    }
+
+    /// Sign `host`'s desired plan again with its next serial (the counter
+    /// was already raised to the agent's replay floor), then let the rollout
+    /// send it.
+    fn resign(&mut self, host: &str) -> Result<()> {
+        let Some(d) = self.store.host(host)?.desired else {
+            return Ok(());
+        };
+        let serial = self.store.next_serial(host)?;
+        let now = unix_now();
+        let commit = d.envelope.commit.clone();
+        let sp = warren_plan::sign(d.plan, serial, &commit, self.opts.confirm_secs, now, &self.key);
+        self.store.update_host(host, |h| h.desired = Some(sp))?;
+        tracing::info!(host, serial, "plan re-signed above the agent's replay floor");
+        let hosts = self.store.hosts()?;
+        self.rollout.handle_resigned(host, &hosts);
         Ok(())
     }
 
@@ -186,12 +223,27 @@ impl Service {
             }
             match out {
                 Output::Send { host, msg } => {
+                    // A full or closed outbox loses the message: delivery is
+                    // at-least-once because the next status or report asks
+                    // again, not because this send succeeded.
                     if let Some(tx) = self.outboxes.get(&host) {
-                        let _ = tx.try_send(msg);
+                        if let Err(e) = tx.try_send(msg) {
+                            tracing::warn!(host, "message not sent: {e}");
+                        }
                     }
                 }
                 Output::Persist { host, update } => {
                     if let Err(e) = self.store.update_host(&host, |h| update.apply(h)) {
+                        failed = Some(e);
+                    }
+                }
+                Output::Save(saved) => {
+                    if let Err(e) = self.store.set_rollout(&saved) {
+                        failed = Some(e);
+                    }
+                }
+                Output::Resign { host } => {
+                    if let Err(e) = self.resign(&host) {
                         failed = Some(e);
                     }
                 }
@@ -215,6 +267,7 @@ impl Service {
     fn handle(&mut self, ev: Event) -> Result<()> {
         match ev {
             Event::Trigger(_) => Ok(()),
+            Event::Tick => self.on_tick(),
             Event::Connected { host, tx, id } => self.on_connected(host, tx, id),
             Event::FromAgent { host, msg } => self.on_message(host, msg),
             Event::Disconnected { host, id, reason } => self.on_disconnected(host, id, reason),
@@ -239,8 +292,31 @@ impl Service {
                 self.rollout.handle_report(&host, &r, &mut hosts, unix_now(), now);
                 self.perform()?;
             }
+            FromAgent::Status(st) => self.on_status(&host, &st)?,
         }
         self.store.snapshot(unix_now())
+    }
+
+    fn on_status(&mut self, host: &str, st: &AgentStatus) -> Result<()> {
+        let mut hosts = self.store.hosts()?;
+        self.rollout.handle_status(host, st, &mut hosts, unix_now());
+        self.perform()
+    }
+
+    /// Pick up `warren-controller sync` requests.
+    fn on_tick(&mut self) -> Result<()> {
+        let Some(names) = sync::take(&self.opts.state_dir)? else {
+            return Ok(());
+        };
+        let names = match names {
+            sync::Target::All => self.rollout_order(),
+            sync::Target::Hosts(h) => h,
+        };
+        let hosts = self.store.hosts()?;
+        for (host, what) in self.rollout.handle_sync(&names, &hosts) {
+            tracing::info!(host, "sync: {what}");
+        }
+        self.perform()
     }
 
     /// An agent's keys: remember them, and recompile if its WireGuard keys
@@ -248,6 +324,11 @@ impl Service {
     fn on_keys(&mut self, host: &str, identity: String, wireguard: BTreeMap<String, String>) -> Result<()> {
         let changed = self.store.host(host)?.wireguard != wireguard;
         self.store.update_host(host, |h| {
+            // A new identity is a new agent state directory: its report
+            // sequence starts again.
+            if h.identity.as_ref().is_some_and(|old| *old != identity) {
+                h.last_seq = 0;
+            }
             h.identity = Some(identity);
             h.wireguard = wireguard;
             h.last_seen = Some(unix_now());
@@ -327,6 +408,9 @@ pub async fn serve(opts: Options) -> Result<()> {
         start_http(addr, opts.webhook_secret.as_deref(), metrics.clone(), tx.clone()).await?;
     }
     let agents = transport::start(&opts, &key, tx.clone()).await?;
+    spawn_ticker(tx.clone());
+    // A rollout in progress before a restart resumes where it stood.
+    let saved = store.rollout()?;
 
     let mut svc = Service {
         metrics,
@@ -336,9 +420,10 @@ pub async fn serve(opts: Options) -> Result<()> {
         key,
         outboxes: BTreeMap::new(),
         config: None,
-        rollout: rollout::Rollout::default(),
+        rollout: rollout::Rollout::resume(saved),
         agents,
     };
+
     if let Err(e) = svc.load_good() {
         tracing::warn!("cannot load the last good commit: {e:#}");
     }
@@ -355,6 +440,18 @@ fn spawn_poller(tx: mpsc::Sender<Event>, poll: Duration) {
                 return;
             }
             tokio::time::sleep(poll).await;
+        }
+    });
+}
+
+/// A [`Event::Tick`] every second.
+fn spawn_ticker(tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if tx.send(Event::Tick).await.is_err() {
+                return;
+            }
         }
     });
 }

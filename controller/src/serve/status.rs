@@ -67,6 +67,58 @@ pub struct HostSnapshot {
     pub error: Option<String>,
 }
 
+/// Longest agent-supplied string kept in the snapshot (characters).
+pub const MAX_TEXT: usize = 512;
+/// Most drifted resources (and report changes) kept in the snapshot.
+pub const MAX_ITEMS: usize = 64;
+
+/// `s` cut to [`MAX_TEXT`] characters, marked when cut: agents write these
+/// strings, and one must not blow up every `status.json` rewrite.
+fn bounded(s: String) -> String {
+    if s.chars().count() <= MAX_TEXT {
+        return s;
+    }
+    let mut cut: String = s.chars().take(MAX_TEXT).collect();
+    cut.push('…');
+    cut
+}
+
+fn bounded_list(v: Vec<String>) -> Vec<String> {
+    let n = v.len();
+    let mut out: Vec<String> = v.into_iter().take(MAX_ITEMS).map(bounded).collect();
+    if n > MAX_ITEMS {
+        out.push(format!("… and {} more", n - MAX_ITEMS));
+    }
+    out
+}
+
+/// An agent's report, bounded like the rest of the snapshot.
+fn bounded_report(mut r: Report) -> Report {
+    r.message = bounded(r.message);
+    r.commit = r.commit.map(bounded);
+    r.changes.truncate(MAX_ITEMS);
+    for c in &mut r.changes {
+        c.resource = bounded(std::mem::take(&mut c.resource));
+        c.expected = bounded(std::mem::take(&mut c.expected));
+        c.actual = bounded(std::mem::take(&mut c.actual));
+    }
+    r
+}
+
+/// `s` with every control character escaped (`\u{1b}`, `\n`), so that an
+/// agent's string cannot drive the operator's terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 impl From<HostRecord> for HostSnapshot {
     fn from(h: HostRecord) -> Self {
         HostSnapshot {
@@ -81,9 +133,9 @@ impl From<HostRecord> for HostSnapshot {
             wireguard: h.wireguard,
             connected: h.connected,
             last_seen: h.last_seen,
-            last_report: h.last_report,
-            drift: h.drift,
-            error: h.error,
+            last_report: h.last_report.map(bounded_report),
+            drift: bounded_list(h.drift),
+            error: h.error.map(bounded),
         }
     }
 }
@@ -269,10 +321,10 @@ impl StatusView {
                 .last_seen
                 .map_or("never".to_string(), |t| format!("{}s ago", now.saturating_sub(t)));
             let applied = match h.applied_serial {
-                Some(n) => format!("{} #{n}", short(&h.applied_commit)),
+                Some(n) => format!("{} #{n}", printable(&short(&h.applied_commit))),
                 None => "-".to_string(),
             };
-            let extra = h.error.clone().unwrap_or_else(|| h.drift.join("; "));
+            let extra = printable(&h.error.clone().unwrap_or_else(|| h.drift.join("; ")));
             let state = h.state.label();
             let _ = writeln!(out, "{name:<12} {state:<12} {applied:<14} {seen:<10} {extra}");
         }
@@ -433,5 +485,30 @@ router       drifted      c0aaaaaaaaaa #2 never      a; b
         let view = StatusView::from(&s);
         assert_eq!(view.hosts["router"].state, HostState::InSync);
         assert_eq!(view.last_commit.unwrap().outcome, CommitOutcome::KeyMismatch);
+    }
+
+    #[test]
+    fn agent_strings_are_escaped_in_text_and_bounded_in_the_snapshot() {
+        let hostile = HostRecord {
+            error: Some(format!("failed: \x1b]0;pwned\x07\x1b[2J{}", "x".repeat(100_000))),
+            drift: (0..1000).map(|i| format!("r{i}\r")).collect(),
+            applied_serial: Some(1),
+            applied_commit: Some("\x1b[31mred".into()),
+            connected: true,
+            ..HostRecord::default()
+        };
+        let snap = HostSnapshot::from(hostile);
+        assert!(snap.error.as_ref().unwrap().chars().count() <= MAX_TEXT + 1);
+        assert_eq!(snap.drift.len(), MAX_ITEMS + 1);
+        assert_eq!(snap.drift.last().unwrap(), "… and 936 more");
+        let s = StatusSnapshot {
+            hosts: [("router".to_string(), snap)].into(),
+            ..StatusSnapshot::default()
+        };
+        let text = StatusView::from(&s).render_text(0);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("failed: \\u{1b}]0;pwned\\u{7}"), "{text}");
+        assert!(text.contains("\\u{1b}[31mred #1"), "{text}");
+        assert_eq!(text.lines().count(), 3, "one line per host: {text}");
     }
 }

@@ -43,6 +43,10 @@ pub struct HostRecord {
     pub drift: Vec<String>,
     /// The last error for this host (key mismatch, apply failed...).
     pub error: Option<String>,
+    /// The highest report `seq` recorded for this host: a report at or
+    /// below it is a re-delivery, acknowledged but not applied again.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 /// Read a stored report, or `None` if its shape is not today's.
@@ -201,6 +205,16 @@ impl Store {
         self.put("meta/last_commit", &c)
     }
 
+    /// The rollout in progress (empty when none), saved so that a restart
+    /// resumes it instead of sending every host its plan at once.
+    pub fn rollout(&self) -> Result<super::rollout::Saved> {
+        Ok(self.get("meta/rollout")?.unwrap_or_default())
+    }
+
+    pub fn set_rollout(&self, saved: &super::rollout::Saved) -> Result<()> {
+        self.put("meta/rollout", saved)
+    }
+
     /// The last commit that compiled (what agents should run).
     pub fn good_commit(&self) -> Result<Option<String>> {
         self.get("meta/good_commit")
@@ -284,6 +298,15 @@ mod tests {
         }
         let s = Store::open(&d).unwrap();
         assert_eq!(s.next_serial("router").unwrap(), 3);
+        assert_eq!(s.rollout().unwrap(), Default::default());
+        let saved = super::super::rollout::Saved {
+            queue: vec!["router".into(), "gateway".into()],
+            halted: true,
+        };
+        s.set_rollout(&saved).unwrap();
+        drop(s);
+        assert_eq!(Store::open(&d).unwrap().rollout().unwrap(), saved);
+        let s = Store::open(&d).unwrap();
         assert_eq!(s.history(5).unwrap()[0].outcome, CommitOutcome::Invalid);
         assert_eq!(s.hosts().unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&d);

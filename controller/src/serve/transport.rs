@@ -188,6 +188,9 @@ async fn relay(
                 Ok(Some(Message::Report(r))) => {
                     let _ = tx.send(from(FromAgent::Report(r))).await;
                 }
+                Ok(Some(Message::Status(st))) => {
+                    let _ = tx.send(from(FromAgent::Status(st))).await;
+                }
                 Ok(Some(Message::Bye { reason })) => return format!("agent said bye: {reason}"),
                 Ok(Some(other)) => tracing::debug!(host, "ignoring {other:?}"),
                 Ok(None) => return "closed".to_string(),
@@ -197,6 +200,7 @@ async fn relay(
                 let msg = match o {
                     Some(Outgoing::Plan(p)) => Message::Plan(p),
                     Some(Outgoing::Confirm(serial)) => Message::Confirm { serial },
+                    Some(Outgoing::Ack(seq)) => Message::Ack { seq },
                     None => return "replaced by a newer session".to_string(),
                 };
                 if let Err(e) = conn.send(msg).await {
