@@ -119,9 +119,9 @@ impl Store {
         // duplicate.
         let last_queued = self.outbox().last().map_or(0, |(s, _)| *s);
         let seq = self.get::<u64>("outbox.seq")?.unwrap_or(0).max(last_queued) + 1;
-        self.put("outbox.seq", &seq)?;
         let r = Report { seq, ..r.clone() };
         self.put("report.json", &r)?;
+        self.put("outbox.seq", &seq)?;
         Store::write(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(&r)?)?;
         // Bounded: with no controller for a long time, keep the newest.
         let queued = self.outbox();

@@ -111,13 +111,16 @@ pub fn run_for(prog: &str, args: &[&str], stdin: Option<&str>, limit: Duration) 
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
     let timed_out = || anyhow!("`{line}` timed out after {}s and was killed", limit.as_secs_f64());
-    let Some(status) = wait_until(&mut child, until)? else {
+    // The pipes close when the child exits (so this wakes at once), or
+    // never if it hangs, or late if a leftover grandchild holds them.
+    let (Some(out), Some(err)) = (collect(&out, until), collect(&err, until)) else {
         let _ = child.kill();
         let _ = child.wait();
         return Err(timed_out());
     };
-    // A leftover grandchild could hold the pipes open: bounded too.
-    let (Some(out), Some(err)) = (collect(&out, until), collect(&err, until)) else {
+    let Some(status) = wait_until(&mut child, until)? else {
+        let _ = child.kill();
+        let _ = child.wait();
         return Err(timed_out());
     };
     if !status.success() {
