@@ -65,7 +65,15 @@ impl Config {
     pub fn trusted(&self) -> Result<Vec<VerifyingKey>> {
         self.trusted_controller_keys
             .iter()
-            .map(|k| warren_wire::parse_public_key(k).with_context(|| format!("trusted key {k:?}")))
+            .map(|k| {
+                let key = warren_wire::parse_public_key(k).with_context(|| format!("trusted key {k:?}"))?;
+                // A small-order key would accept forged plans and SSH logins.
+                anyhow::ensure!(
+                    !key.is_weak(),
+                    "trusted key {k:?} is a weak (small-order) ed25519 key"
+                );
+                Ok(key)
+            })
             .collect()
     }
 }
@@ -94,5 +102,11 @@ mod tests {
         assert!(format!("{e:#}").contains("trusted key \"AAAA\""), "{e:#}");
         let e = load("host = \"router\"\ntrusted_controller_keys = []\n").unwrap_err();
         assert!(e.to_string().contains("no plan could ever be accepted"), "{e}");
+        let weak = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        let e = load(&format!(
+            "host = \"router\"\ntrusted_controller_keys = [\"{weak}\"]\n"
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("weak (small-order)"), "{e:#}");
     }
 }

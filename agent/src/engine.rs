@@ -104,7 +104,8 @@ impl<S: Sys> Engine<S> {
         } else {
             None
         };
-        warren_plan::verify(sp, &trusted, &self.cfg.host, last)
+        warren_plan::verify(sp, &trusted, &self.cfg.host, last)?;
+        crate::admit::admit(&sp.plan, &self.sys, &self.store)
     }
 
     pub fn observe(&self, plans: &[&Plan]) -> Result<State> {

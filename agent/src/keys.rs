@@ -6,7 +6,7 @@
 //! or sent: only public keys leave this module. Looking a key up never
 //! creates one; only the `ensure`/`identity` functions do.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use base64::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,13 +34,18 @@ impl WgKeys {
     }
 
     /// The private key file of `iface` (handed to `wg set … private-key`).
-    pub fn path(&self, iface: &str) -> PathBuf {
-        self.dir.join(format!("{iface}.key"))
+    /// The name becomes a file name, so it must be a valid interface name
+    /// (no `/`, no `..`): a plan cannot point this anywhere else.
+    pub fn path(&self, iface: &str) -> Result<PathBuf> {
+        if !valid_ifname(iface) {
+            bail!("{iface:?} is not a valid interface name, so it has no key file");
+        }
+        Ok(self.dir.join(format!("{iface}.key")))
     }
 
     /// The interface's public key, generating its private key on first use.
     pub fn ensure(&self, iface: &str) -> Result<String> {
-        let (secret, created) = secret::read_or_create(&self.path(iface))?;
+        let (secret, created) = secret::read_or_create(&self.path(iface)?)?;
         if created {
             tracing::info!(interface = iface, "generated WireGuard key");
         }
@@ -49,7 +54,7 @@ impl WgKeys {
 
     /// The interface's public key, or `None` if it has no key yet.
     pub fn public(&self, iface: &str) -> Result<Option<String>> {
-        Ok(secret::read(&self.path(iface))?.map(wg_public))
+        Ok(secret::read(&self.path(iface)?)?.map(wg_public))
     }
 
     /// Public keys of the interfaces that have a key.
@@ -60,7 +65,7 @@ impl WgKeys {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(iface) = name.strip_suffix(".key") else {
+            let Some(iface) = name.strip_suffix(".key").filter(|i| valid_ifname(i)) else {
                 continue;
             };
             if let Some(public) = self.public(iface)? {
@@ -69,6 +74,19 @@ impl WgKeys {
         }
         Ok(keys)
     }
+}
+
+/// A Linux interface name Warren accepts: 1 to 15 of `[A-Za-z0-9_.-]`, not
+/// starting with `-` (it would read as an option), not `.` or `..` (it
+/// becomes a file name here and a directory under `/proc/sys`).
+pub fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !name.starts_with('-')
+        && name != "."
+        && name != ".."
 }
 
 /// The agent's identity key, created on first use.
@@ -105,7 +123,7 @@ mod tests {
         assert_eq!(keys.public("wg0").unwrap().as_deref(), Some(public.as_str()));
         assert_eq!(keys.all().unwrap(), BTreeMap::from([("wg0".to_string(), public)]));
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&keys.path("wg0")), 0o600);
+        assert_eq!(mode(&keys.path("wg0").unwrap()), 0o600);
         assert_eq!(mode(&dir.join("wg")), 0o700);
     }
 
@@ -114,8 +132,33 @@ mod tests {
         let dir = crate::testing::scratch("exposed");
         let keys = WgKeys::in_state_dir(&dir);
         keys.ensure("wg0").unwrap();
-        std::fs::set_permissions(keys.path("wg0"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(keys.path("wg0").unwrap(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = keys.public("wg0").unwrap_err().to_string();
         assert!(e.contains("is readable by others"), "{e}");
+    }
+
+    #[test]
+    fn interface_names_that_would_escape_the_key_directory_are_refused() {
+        let dir = crate::testing::scratch("keys-names");
+        let keys = WgKeys::in_state_dir(&dir);
+        for bad in [
+            "../x",
+            "..",
+            ".",
+            "a/b",
+            "",
+            "-f",
+            "wg0\n",
+            "sixteen-chars-xx",
+            "wg 0",
+        ] {
+            assert!(!valid_ifname(bad), "{bad:?}");
+            assert!(keys.path(bad).is_err(), "{bad:?}");
+            assert!(keys.ensure(bad).is_err(), "{bad:?}");
+        }
+        for good in ["wg0", "eth0.10", "br-lan", "x_1", "fifteen-chars-x"] {
+            assert!(valid_ifname(good), "{good:?}");
+        }
+        assert!(!dir.join("x.key").exists() && !dir.join("wg").exists());
     }
 }

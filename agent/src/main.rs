@@ -19,6 +19,7 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
+mod admit;
 mod backend;
 mod config;
 mod daemon;

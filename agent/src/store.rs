@@ -108,37 +108,44 @@ impl Store {
         self.put("owned.json", o)
     }
     /// Record a report: the latest in `report.json`, and every one in the
-    /// outbox until the transport has delivered it to the controller.
-    pub fn report(&self, r: &Report) -> Result<()> {
-        self.put("report.json", r)?;
+    /// outbox until the controller acknowledges it. The report's `seq` is its
+    /// outbox sequence number (1 and up, never reused while the outbox
+    /// holds anything).
+    pub fn report(&self, r: &Report) -> Result<u64> {
         let outbox = self.dir.join("outbox");
         ensure_private_dir(&outbox)?;
-        let mut seq = self.get::<u64>("outbox.seq")?.unwrap_or(0);
-        seq += 1;
+        // The counter file alone could go back (lost write): never reuse a
+        // number still in the outbox, or the controller would drop it as a
+        // duplicate.
+        let last_queued = self.outbox().last().map_or(0, |(s, _)| *s);
+        let seq = self.get::<u64>("outbox.seq")?.unwrap_or(0).max(last_queued) + 1;
+        let r = Report { seq, ..r.clone() };
+        self.put("report.json", &r)?;
         self.put("outbox.seq", &seq)?;
-        Store::write(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(r)?)?;
+        Store::write(&outbox.join(format!("{seq:020}.json")), &serde_json::to_vec(&r)?)?;
         // Bounded: with no controller for a long time, keep the newest.
-        let mut files: Vec<_> = std::fs::read_dir(&outbox)?.flatten().map(|e| e.path()).collect();
-        files.sort();
-        let excess = files.len().saturating_sub(MAX_OUTBOX);
-        for f in files.into_iter().take(excess) {
+        let queued = self.outbox();
+        let excess = queued.len().saturating_sub(MAX_OUTBOX);
+        for (_, f) in queued.into_iter().take(excess) {
             let _ = std::fs::remove_file(f);
         }
-        Ok(())
+        Ok(seq)
     }
 
-    /// Reports not yet delivered, oldest first.
-    pub fn outbox(&self) -> Vec<PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.join("outbox"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                    .collect()
-            })
+    /// Reports not yet acknowledged, oldest first, with their `seq`.
+    pub fn outbox(&self) -> Vec<(u64, PathBuf)> {
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(self.dir.join("outbox"))
+            .map(|rd| rd.flatten().filter_map(|e| outbox_entry(e.path())).collect())
             .unwrap_or_default();
         files.sort();
         files
+    }
+
+    /// The controller recorded every report up to `seq`: forget them.
+    pub fn ack(&self, seq: u64) {
+        for (_, f) in self.outbox().into_iter().take_while(|(s, _)| *s <= seq) {
+            let _ = std::fs::remove_file(f);
+        }
     }
     pub fn last_report(&self) -> Result<Option<Report>> {
         self.get("report.json")
@@ -150,6 +157,12 @@ impl Store {
     pub fn deliver(&self, name: &str, bytes: &[u8]) -> Result<()> {
         Store::write(&self.inbox().join(name), bytes)
     }
+}
+
+/// An outbox file's sequence number (`00000000000000000042.json`), if it is one.
+fn outbox_entry(path: PathBuf) -> Option<(u64, PathBuf)> {
+    let seq = path.file_name()?.to_str()?.strip_suffix(".json")?.parse().ok()?;
+    Some((seq, path))
 }
 
 #[cfg(test)]
@@ -172,14 +185,85 @@ mod tests {
             changes: vec![],
             at: 9,
         };
-        store.report(&r).unwrap();
-        assert_eq!(store.last_report().unwrap(), Some(r));
+        assert_eq!(store.report(&r).unwrap(), 1);
+        assert_eq!(store.last_report().unwrap(), Some(Report { seq: 1, ..r }));
         let outbox = store.outbox();
         assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox[0].0, 1);
         assert_eq!(
-            std::fs::read_to_string(&outbox[0]).unwrap(),
-            r#"{"seq":0,"host":"router","serial":7,"commit":"abc","outcome":"rolled_back","message":"m","changes":[],"at":9}"#
+            std::fs::read_to_string(&outbox[0].1).unwrap(),
+            r#"{"seq":1,"host":"router","serial":7,"commit":"abc","outcome":"rolled_back","message":"m","changes":[],"at":9}"#
         );
+    }
+
+    fn report(n: u64) -> Report {
+        Report {
+            seq: 0,
+            host: "router".into(),
+            serial: Some(n),
+            commit: None,
+            outcome: Outcome::Applied,
+            message: String::new(),
+            changes: vec![],
+            at: n,
+        }
+    }
+
+    fn queued(store: &Store) -> Vec<u64> {
+        store.outbox().into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn outbox_reports_stay_until_acknowledged() {
+        let dir = crate::testing::scratch("store-ack");
+        let store = Store::open(&dir).unwrap();
+        for n in 1..=3 {
+            assert_eq!(store.report(&report(n)).unwrap(), n);
+        }
+        assert_eq!(queued(&store), [1, 2, 3]);
+        // Reading the outbox (sending) removes nothing.
+        assert_eq!(queued(&store), [1, 2, 3]);
+        store.ack(2);
+        assert_eq!(queued(&store), [3]);
+        // A late or repeated ack is harmless.
+        store.ack(1);
+        store.ack(2);
+        assert_eq!(queued(&store), [3]);
+        let (seq, path) = &store.outbox()[0];
+        let r: Report = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!((r.seq, *seq, r.serial), (3, 3, Some(3)));
+        store.ack(3);
+        assert!(queued(&store).is_empty());
+        // Numbers go on after an ack: the controller never sees one twice.
+        assert_eq!(store.report(&report(4)).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_lost_counter_never_reuses_a_queued_number() {
+        let dir = crate::testing::scratch("store-seq");
+        let store = Store::open(&dir).unwrap();
+        for n in 1..=2 {
+            store.report(&report(n)).unwrap();
+        }
+        std::fs::remove_file(dir.join("outbox.seq")).unwrap();
+        assert_eq!(store.report(&report(3)).unwrap(), 3);
+        // Stray files in the outbox are not reports.
+        std::fs::write(dir.join("outbox/notes.txt"), "x").unwrap();
+        assert_eq!(queued(&store), [1, 2, 3]);
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_keeps_the_newest() {
+        let dir = crate::testing::scratch("store-bound");
+        let store = Store::open(&dir).unwrap();
+        let n = MAX_OUTBOX as u64 + 5;
+        for i in 1..=n {
+            store.report(&report(i)).unwrap();
+        }
+        let q = queued(&store);
+        assert_eq!(q.len(), MAX_OUTBOX);
+        assert_eq!(q.first(), Some(&6));
+        assert_eq!(q.last(), Some(&n));
     }
 
     #[test]

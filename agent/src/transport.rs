@@ -3,13 +3,20 @@
 //! state directory's inbox for the engine loop, reports come out of its
 //! outbox, keys are read from the key files. Whichever side dials, the
 //! protocol after `Hello` is the same.
+//!
+//! Delivery is at-least-once: every session sends every outbox report the
+//! controller has not acknowledged (oldest first, each with its outbox
+//! `seq`), and a report leaves the outbox only when an `Ack` covers it.
+//! `Status` (replay floor, running plan, confirmed) goes out after `Keys`,
+//! whenever it changes and at least every `STATUS_HEARTBEAT_SECS`.
 
 use crate::config::{Config, Link};
 use crate::keys::WgKeys;
 use crate::store::Store;
 use anyhow::{anyhow, Result};
-use std::time::Duration;
-use warren_wire::{Connection, Message};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use warren_wire::{AgentStatus, Connection, Message, Running, STATUS_HEARTBEAT_SECS};
 
 /// Start the transport thread if the configuration names a controller.
 pub fn spawn(cfg: &Config) -> Result<()> {
@@ -124,54 +131,153 @@ async fn dial(addr: &str, me: &Identity) {
     }
 }
 
-/// One session: hello, keys, then plans and confirmations in, reports out.
+/// Most outbox reports sent per tick, so that incoming messages (acks,
+/// plans) are read between batches even with a full outbox.
+const REPORT_BATCH: usize = 16;
+
+/// One session: hello, keys, status, then plans, confirmations and acks
+/// in; reports and status out.
 async fn session(conn: Connection, host: &str, dir: &std::path::Path) -> Result<()> {
-    let store = Store::open(dir)?;
     let mut conn = conn;
     let peer = conn.hello(host).await?;
     tracing::info!(peer, "session up");
-    // The identity is constant; only WireGuard keys appear over time.
-    let identity = crate::keys::ensure_identity(dir)?;
-    let wg_keys = WgKeys::in_state_dir(dir);
-    let wg = wg_keys.all()?;
-    let mut sent_keys = wg.clone();
-    conn.send(Message::Keys {
-        identity: identity.clone(),
-        wireguard: wg,
-    })
-    .await?;
+    let mut s = Session::start(dir)?;
+    s.send_keys(&conn, true).await?;
+    s.send_status(&conn, true).await?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            msg = conn.recv() => {
-                match msg? {
-                    None => return Err(anyhow!("the controller closed the session")),
-                    Some(Message::Plan(sp)) => {
-                        let serial = sp.envelope.serial;
-                        store.deliver(&format!("{serial:020}.plan.json"), &warren_plan::canonical(&*sp))?;
-                        tracing::info!(serial, "plan received");
-                    }
-                    Some(Message::Confirm { serial }) => store.deliver(&format!("confirm-{serial}"), b"")?,
-                    Some(Message::Bye { reason }) => return Err(anyhow!("the controller said bye: {reason}")),
-                    Some(other) => tracing::debug!("ignoring {other:?}"),
-                }
-            }
+            msg = conn.recv() => s.handle(msg?)?,
             _ = tick.tick() => {
-                for f in store.outbox() {
-                    let Ok(bytes) = std::fs::read(&f) else { continue };
-                    let Ok(r) = serde_json::from_slice::<warren_wire::Report>(&bytes) else {
-                        let _ = std::fs::remove_file(&f);
-                        continue;
-                    };
-                    conn.send(Message::Report(Box::new(r))).await?;
-                    let _ = std::fs::remove_file(&f);
-                }
-                let wg = wg_keys.all()?;
-                if wg != sent_keys {
-                    conn.send(Message::Keys { identity: identity.clone(), wireguard: wg.clone() }).await?;
-                    sent_keys = wg;
-                }
+                s.send_reports(&conn).await?;
+                s.send_keys(&conn, false).await?;
+                s.send_status(&conn, false).await?;
             }
         }
     }
+}
+
+/// What one session has told the controller so far.
+struct Session {
+    store: Store,
+    wg_keys: WgKeys,
+    /// The identity is constant; only WireGuard keys appear over time.
+    identity: String,
+    sent_keys: Option<BTreeMap<String, String>>,
+    /// Highest outbox `seq` sent in this session: every new session starts
+    /// again from the oldest un-acknowledged report.
+    sent_upto: u64,
+    status: Option<AgentStatus>,
+    status_at: Instant,
+}
+
+impl Session {
+    fn start(dir: &std::path::Path) -> Result<Session> {
+        Ok(Session {
+            store: Store::open(dir)?,
+            wg_keys: WgKeys::in_state_dir(dir),
+            identity: crate::keys::ensure_identity(dir)?,
+            sent_keys: None,
+            sent_upto: 0,
+            status: None,
+            status_at: Instant::now(),
+        })
+    }
+
+    /// A message from the controller.
+    fn handle(&mut self, msg: Option<Message>) -> Result<()> {
+        match msg {
+            None => Err(anyhow!("the controller closed the session")),
+            Some(Message::Plan(sp)) => {
+                let serial = sp.envelope.serial;
+                let name = format!("{serial:020}.plan.json");
+                self.store.deliver(&name, &warren_plan::canonical(&*sp))?;
+                tracing::info!(serial, "plan received");
+                Ok(())
+            }
+            Some(Message::Confirm { serial }) => self.store.deliver(&format!("confirm-{serial}"), b""),
+            Some(Message::Ack { seq }) => {
+                // Only what this session sent can have been recorded.
+                self.store.ack(seq.min(self.sent_upto));
+                Ok(())
+            }
+            Some(Message::Bye { reason }) => Err(anyhow!("the controller said bye: {reason}")),
+            Some(other) => {
+                tracing::debug!("ignoring {other:?}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Outbox reports not yet sent in this session, oldest first; they stay
+    /// in the outbox until acknowledged.
+    async fn send_reports(&mut self, conn: &Connection) -> Result<()> {
+        let from = self.sent_upto;
+        let unsent = self.store.outbox().into_iter().filter(|(seq, _)| *seq > from);
+        for (seq, f) in unsent.take(REPORT_BATCH) {
+            self.sent_upto = seq;
+            let Ok(bytes) = std::fs::read(&f) else { continue };
+            let Ok(r) = serde_json::from_slice::<warren_wire::Report>(&bytes) else {
+                tracing::warn!(file = %f.display(), "dropping an unreadable report");
+                let _ = std::fs::remove_file(&f);
+                continue;
+            };
+            // The file name is the truth (reports queued by an older agent
+            // carry seq 0 inside).
+            let r = warren_wire::Report { seq, ..r };
+            conn.send(Message::Report(Box::new(r))).await?;
+        }
+        Ok(())
+    }
+
+    /// The WireGuard public keys, at session start and when they change.
+    async fn send_keys(&mut self, conn: &Connection, first: bool) -> Result<()> {
+        let wg = self.wg_keys.all()?;
+        if first || self.sent_keys.as_ref() != Some(&wg) {
+            let identity = self.identity.clone();
+            conn.send(Message::Keys {
+                identity,
+                wireguard: wg.clone(),
+            })
+            .await?;
+            self.sent_keys = Some(wg);
+        }
+        Ok(())
+    }
+
+    /// Where the agent stands: at session start, on every change (a new
+    /// plan, a confirmation, a rollback) and as a heartbeat.
+    async fn send_status(&mut self, conn: &Connection, first: bool) -> Result<()> {
+        let now = match agent_status(&self.store) {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!("cannot read the agent's state for status: {e:#}");
+                match &self.status {
+                    Some(st) => st.clone(),
+                    None => return Ok(()),
+                }
+            }
+        };
+        let due = self.status_at.elapsed() >= Duration::from_secs(STATUS_HEARTBEAT_SECS);
+        if first || due || self.status.as_ref() != Some(&now) {
+            conn.send(Message::Status(now.clone())).await?;
+            self.status = Some(now);
+            self.status_at = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// The replay floor and the running plan, from the state directory.
+fn agent_status(store: &Store) -> Result<AgentStatus> {
+    let running = store.applied()?.map(|a| Running {
+        serial: a.signed.envelope.serial,
+        commit: a.signed.envelope.commit.clone(),
+        plan_sha256: a.signed.envelope.plan_sha256.clone(),
+        confirmed: a.confirmed,
+    });
+    Ok(AgentStatus {
+        max_serial: store.max_serial()?,
+        running,
+    })
 }

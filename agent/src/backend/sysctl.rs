@@ -4,7 +4,7 @@
 
 use super::{Backend, Claim, Scope};
 use crate::sys::Sys;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use warren_plan::diff::SysctlOp;
 use warren_plan::State;
@@ -34,12 +34,28 @@ pub fn path(key: &str) -> PathBuf {
     p
 }
 
+/// [`path`], refusing a key that would leave `/proc/sys` (a part that is
+/// empty, `.`, `..` or holds a `/`). Plans are checked before this
+/// (`admit`); this also covers keys remembered in `owned.json`.
+fn checked_path(key: &str) -> Result<PathBuf> {
+    let p = path(key);
+    let escapes = key.contains('/')
+        || key.split('.').any(str::is_empty)
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::RootDir));
+    if escapes {
+        bail!("sysctl key {key:?} is not a /proc/sys name");
+    }
+    Ok(p)
+}
+
 pub fn read(sys: &dyn Sys, key: &str) -> Option<String> {
-    sys.read_file(&path(key)).ok().map(|s| s.trim().to_string())
+    let p = checked_path(key).ok()?;
+    sys.read_file(&p).ok().map(|s| s.trim().to_string())
 }
 
 pub fn write(sys: &mut dyn Sys, key: &str, value: &str) -> Result<()> {
-    sys.write_file(&path(key), value)
+    sys.write_file(&checked_path(key)?, value)
         .with_context(|| format!("cannot set {key} = {value}"))
 }
 
@@ -87,6 +103,16 @@ mod tests {
             path("net.ipv4.conf.eth0.10.rp_filter").to_str(),
             Some("/proc/sys/net/ipv4/conf/eth0.10/rp_filter")
         );
+    }
+
+    #[test]
+    fn keys_that_leave_proc_sys_are_never_written() {
+        let mut sys = Recorder::default();
+        for key in ["x./var/tmp/pwned", "net.ipv4.conf...rp_filter", "net..ipv4"] {
+            let e = write(&mut sys, key, "1").unwrap_err();
+            assert!(e.to_string().contains("is not a /proc/sys name"), "{e}");
+        }
+        assert!(sys.log.is_empty(), "{:?}", sys.log);
     }
 
     #[test]

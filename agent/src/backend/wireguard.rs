@@ -66,6 +66,15 @@ pub fn parse_dump(dump: &str, st: &mut InterfaceState) {
     }
 }
 
+/// Whether a link named `name` exists (of any type).
+pub fn link_exists(sys: &dyn Sys, name: &str) -> Result<bool> {
+    match sys.read("ip", &["-j", "link", "show", "dev", name]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().contains("does not exist") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn observe_one(sys: &dyn Sys, name: &str) -> Result<Option<InterfaceState>> {
     let link = match sys.read("ip", &["-j", "link", "show", "dev", name]) {
         Ok(l) => l,
@@ -187,7 +196,7 @@ impl Backend for WireGuard {
             }
             WgOp::SetPrivateKey { interface } => {
                 self.keys.ensure(interface)?;
-                let key = self.keys.path(interface);
+                let key = self.keys.path(interface)?;
                 write(
                     sys,
                     "wg",

@@ -7,7 +7,7 @@
 
 use crate::plan::{Plan, FORMAT};
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 const DOMAIN: &[u8] = b"warren-plan-v1\0";
@@ -78,6 +78,11 @@ pub enum VerifyError {
         /// The last serial this agent applied.
         last: u64,
     },
+    /// The plan is well signed but asks for something the agent refuses to
+    /// do (content a network plan never needs, or a takeover of something
+    /// Warren does not own); the text says what and how to proceed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn message(env: &Envelope) -> Vec<u8> {
@@ -131,7 +136,10 @@ pub fn verify(
     let bytes: [u8; 64] = raw.try_into().map_err(|_| VerifyError::MalformedSignature)?;
     let sig = Signature::from_bytes(&bytes);
     let msg = message(&sp.envelope);
-    if !trusted.iter().any(|k| k.verify(&msg, &sig).is_ok()) {
+    // Strict: no small-order keys or R (a weak key verifies forged
+    // signatures), no non-canonical encodings.
+    let good = |k: &&VerifyingKey| !k.is_weak() && k.verify_strict(&msg, &sig).is_ok();
+    if !trusted.iter().any(|k| good(&k)) {
         return Err(VerifyError::BadSignature);
     }
     if crate::hash_hex(&sp.plan) != sp.envelope.plan_sha256 {
@@ -152,4 +160,46 @@ pub fn verify(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn plan() -> Plan {
+        Plan {
+            format: FORMAT,
+            host: "router".into(),
+            platform: crate::Platform::Linux,
+            drift: crate::Drift::Report,
+            sysctls: BTreeMap::new(),
+            wireguard: vec![],
+            routes: vec![],
+            rules: vec![],
+            firewall: crate::Firewall::None,
+            notes: vec![],
+        }
+    }
+
+    /// The identity point as a "trusted" key verifies `R = [s]B` for any
+    /// message under non-strict verification: here s = 1, so R = B.
+    #[test]
+    fn a_small_order_trusted_key_verifies_nothing() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(weak.is_weak());
+        let mut sp = sign(plan(), 1, "c", 60, 0, &SigningKey::from_bytes(&[3; 32]));
+        let mut forged = [0u8; 64];
+        forged[0] = 0x58;
+        forged[1..32].fill(0x66);
+        forged[32] = 1;
+        sp.signature = base64::engine::general_purpose::STANDARD.encode(forged);
+        assert_eq!(
+            verify(&sp, &[weak], "router", None),
+            Err(VerifyError::BadSignature)
+        );
+    }
 }
