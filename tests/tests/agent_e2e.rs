@@ -260,7 +260,10 @@ fn drift_is_reported_with_the_resource_named_and_healed_when_asked() {
             .ok("router", &["ip", "rule", "show"])
             .contains("fwmark 0xa lookup 100")
     });
-    assert_eq!(s.report("router")["outcome"], "healed");
+    // The report is written just after the rule: wait for it, do not race it.
+    Lab::wait_for("the router's healed report", Duration::from_secs(10), || {
+        s.report("router")["outcome"] == "healed"
+    });
     let _g = s.spawn_agent("gateway");
     Lab::wait_for("the gateway's drift report", Duration::from_secs(10), || {
         s.report("gateway")["outcome"] == "drift"
