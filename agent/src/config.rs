@@ -40,6 +40,9 @@ pub enum Link {
     Dial(String),
 }
 
+/// The longest drift interval accepted: one day.
+pub const MAX_DRIFT_INTERVAL_SECS: u64 = 86_400;
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/warren-agent")
 }
@@ -59,7 +62,19 @@ impl Config {
             );
         }
         c.trusted()?;
+        c.check_durations()
+            .with_context(|| format!("config {}", path.display()))?;
         Ok(c)
+    }
+
+    /// Durations the daemon adds to a clock: zero would spin, and a huge
+    /// value would overflow it (a panic) or mean "never".
+    fn check_durations(&self) -> Result<()> {
+        let secs = self.drift_interval_secs;
+        if !(1..=MAX_DRIFT_INTERVAL_SECS).contains(&secs) {
+            bail!("drift_interval_secs = {secs}: must be between 1 and {MAX_DRIFT_INTERVAL_SECS} (one day)");
+        }
+        Ok(())
     }
 
     pub fn trusted(&self) -> Result<Vec<VerifyingKey>> {
@@ -108,5 +123,26 @@ mod tests {
         ))
         .unwrap_err();
         assert!(format!("{e:#}").contains("weak (small-order)"), "{e:#}");
+    }
+
+    #[test]
+    fn absurd_drift_intervals_are_refused_naming_the_key() {
+        let key = warren_wire::key_base64(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
+        let with = |v: &str| {
+            load(&format!(
+                "host = \"router\"\ntrusted_controller_keys = [\"{key}\"]\ndrift_interval_secs = {v}\n"
+            ))
+        };
+        for bad in ["0", "86401", "18446744073709551615"] {
+            let e = with(bad).unwrap_err();
+            assert!(
+                format!("{e:#}").contains(&format!(
+                    "drift_interval_secs = {bad}: must be between 1 and 86400"
+                )),
+                "{e:#}"
+            );
+        }
+        assert_eq!(with("86400").unwrap().drift_interval_secs, 86_400);
+        assert_eq!(with("1").unwrap().drift_interval_secs, 1);
     }
 }

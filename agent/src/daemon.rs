@@ -6,11 +6,11 @@
 //! never talks to the controller (the transport fills the inbox).
 
 use crate::engine::Engine;
+use crate::sys::{Live, Sys};
 use anyhow::Result;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use warren_host::unix_now;
-use warren_plan::{Drift, SignedPlan};
+use warren_plan::{Drift, Envelope, SignedPlan};
 use warren_wire::Outcome;
 
 pub const MAX_PLAN_BYTES: u64 = 8 * 1024 * 1024;
@@ -28,63 +28,190 @@ pub fn read_plan(path: &Path) -> Result<SignedPlan> {
         .map_err(|e| anyhow::anyhow!("{} is not a signed plan: {e}", path.display()))
 }
 
-pub fn run(mut e: Engine) -> Result<()> {
+/// Run the daemon for ever. It never exits on a state-file error (a
+/// corrupt file, a full disk, EIO): it logs, reports what it can, and keeps
+/// running the plan it has, because a crash loop would stop rollbacks and
+/// drift checks too.
+pub fn run(e: Engine) -> Result<()> {
     tracing::info!(host = %e.cfg.host, state = %e.cfg.state_dir.display(), "agent running");
-    let drift_every = Duration::from_secs(e.cfg.drift_interval_secs.max(1));
-    let mut next_drift = Instant::now();
-    let mut last_drift: Option<String> = None;
+    let mut d = Daemon::new(e);
+    let leftover = d.e.start_up();
+    d.take_inbox(leftover.as_ref());
     loop {
-        take_inbox(&mut e)?;
-        if roll_back_if_late(&mut e)? {
-            next_drift = Instant::now() + drift_every;
-        }
-        if Instant::now() >= next_drift {
-            next_drift = Instant::now() + drift_every;
-            check_drift(&mut e, &mut last_drift);
-        }
+        d.tick();
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Plans, then confirmations, in name order; each file is removed once
-/// handled.
-fn take_inbox(e: &mut Engine) -> Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(e.store.inbox())?
-        .flatten()
-        .map(|d| d.path())
-        .collect();
-    names.sort();
-    for p in names {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".tmp") {
-            continue;
-        }
-        if let Some(serial) = name.strip_prefix("confirm-").and_then(|s| s.parse::<u64>().ok()) {
-            confirm(e, serial)?;
-        } else if name.ends_with(".json") {
-            take_plan(e, &p);
-        }
-        let _ = std::fs::remove_file(&p);
-    }
-    Ok(())
+/// The confirm window of an unconfirmed running plan. The deadline is
+/// monotonic and in memory only: a wall-clock step cannot move it, and after
+/// a restart the window starts again at start-up.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    serial: u64,
+    deadline: Instant,
 }
 
-fn confirm(e: &mut Engine, serial: u64) -> Result<()> {
-    if let Some(mut a) = e.store.applied()? {
-        if a.signed.envelope.serial == serial && !a.confirmed {
-            a.confirmed = true;
-            e.store.set_applied(Some(&a))?;
-            tracing::info!(serial, "plan confirmed");
-        }
-    }
-    Ok(())
+struct Daemon<S: Sys = Live> {
+    e: Engine<S>,
+    drift_every: Duration,
+    next_drift: Instant,
+    last_drift: Option<String>,
+    window: Option<Window>,
+    /// A confirmation received but not yet written (the disk was full):
+    /// the plan is confirmed in memory, never rolled back, and the write is
+    /// retried.
+    unsaved_confirm: Option<u64>,
+    /// The last state-directory error logged, so a lasting one is logged
+    /// once, not every loop.
+    last_error: Option<String>,
 }
 
-fn take_plan(e: &mut Engine, path: &Path) {
+impl<S: Sys> Daemon<S> {
+    fn new(e: Engine<S>) -> Daemon<S> {
+        let drift_every = Duration::from_secs(e.cfg.drift_interval_secs.max(1));
+        Daemon {
+            e,
+            drift_every,
+            next_drift: Instant::now(),
+            last_drift: None,
+            window: None,
+            unsaved_confirm: None,
+            last_error: None,
+        }
+    }
+
+    fn tick(&mut self) {
+        self.take_inbox(None);
+        if self.roll_back_if_late() {
+            self.next_drift = Instant::now() + self.drift_every;
+        }
+        if Instant::now() >= self.next_drift {
+            self.next_drift = Instant::now() + self.drift_every;
+            if let Some(serial) = self.unsaved_confirm {
+                self.confirm(serial);
+            }
+            check_drift(&mut self.e, &mut self.last_drift);
+        }
+    }
+
+    /// Log a state-directory error once while it lasts.
+    fn complain(&mut self, msg: String) {
+        if self.last_error.as_ref() != Some(&msg) {
+            tracing::error!("{msg}");
+            self.last_error = Some(msg);
+        }
+    }
+
+    /// Plans, then confirmations, in name order; each file is removed once
+    /// handled. A plan whose envelope is `leftover` (the journaled apply
+    /// finished or undone at start-up) is only removed.
+    fn take_inbox(&mut self, leftover: Option<&Envelope>) {
+        let names = match std::fs::read_dir(self.e.store.inbox()) {
+            Ok(rd) => {
+                let mut v: Vec<_> = rd.flatten().map(|d| d.path()).collect();
+                v.sort();
+                v
+            }
+            Err(err) => return self.complain(format!("cannot read the inbox: {err}")),
+        };
+        for p in names {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".tmp") {
+                continue;
+            }
+            if let Some(serial) = name.strip_prefix("confirm-").and_then(|s| s.parse::<u64>().ok()) {
+                self.confirm(serial);
+            } else if name.ends_with(".json") {
+                take_plan(&mut self.e, &p, leftover);
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+
+    /// Confirm `serial` if it runs. The window closes even when the
+    /// confirmation cannot be written: the controller confirmed it.
+    fn confirm(&mut self, serial: u64) {
+        match self.e.confirm(serial) {
+            Ok(true) => {
+                if self.unsaved_confirm.take().is_some() || self.window.is_some() {
+                    tracing::info!(serial, "plan confirmed");
+                }
+                self.window = None;
+            }
+            Ok(false) => {
+                tracing::debug!(serial, "confirmation for a plan that does not run: ignored");
+                if self.unsaved_confirm == Some(serial) {
+                    self.unsaved_confirm = None;
+                }
+            }
+            Err(err) => {
+                self.complain(format!(
+                    "cannot record the confirmation of serial {serial}: {err:#}; \
+                     keeping the plan and retrying every drift interval"
+                ));
+                // Only the running serial's window closes (see roll_back_if_late).
+                self.unsaved_confirm = Some(serial);
+            }
+        }
+    }
+
+    /// Open, keep or close the confirm window of the running plan; roll it
+    /// back once the window has passed. Whether it rolled back.
+    fn roll_back_if_late(&mut self) -> bool {
+        let a = match self.e.running() {
+            Ok(a) => a,
+            Err(err) => {
+                self.complain(format!("cannot read the running plan: {err:#}"));
+                return false;
+            }
+        };
+        let Some(a) = a.filter(|a| !a.confirmed) else {
+            self.window = None;
+            return false;
+        };
+        let serial = a.signed.envelope.serial;
+        if self.unsaved_confirm == Some(serial) {
+            return false;
+        }
+        let now = Instant::now();
+        let w = match self.window {
+            Some(w) if w.serial == serial => w,
+            _ => {
+                let secs = Duration::from_secs(u64::from(a.signed.envelope.confirm_secs));
+                let w = Window {
+                    serial,
+                    deadline: now.checked_add(secs).unwrap_or(now),
+                };
+                self.window = Some(w);
+                w
+            }
+        };
+        if now < w.deadline {
+            return false;
+        }
+        tracing::warn!(serial, "not confirmed in time: rolling back");
+        if let Err(err) = self.e.rollback() {
+            tracing::error!("rollback failed: {err:#}");
+        }
+        // A failed rollback leaves the plan unconfirmed: it is tried again
+        // after another window, not in a tight loop.
+        self.window = None;
+        true
+    }
+}
+
+fn take_plan<S: Sys>(e: &mut Engine<S>, path: &Path, leftover: Option<&Envelope>) {
     match read_plan(path) {
+        Ok(sp) if Some(&sp.envelope) == leftover => {
+            tracing::info!(
+                serial = sp.envelope.serial,
+                "the inbox copy of the interrupted apply was handled at start-up"
+            );
+        }
         Ok(sp) => {
             let serial = sp.envelope.serial;
             match e.apply_signed(sp, false) {
@@ -96,28 +223,9 @@ fn take_plan(e: &mut Engine, path: &Path) {
     }
 }
 
-/// Roll back an unconfirmed plan whose window has passed; whether it did.
-fn roll_back_if_late(e: &mut Engine) -> Result<bool> {
-    let Some(a) = e.store.applied()? else {
-        return Ok(false);
-    };
-    let deadline = a.applied_at + u64::from(a.signed.envelope.confirm_secs);
-    if a.confirmed || unix_now() < deadline {
-        return Ok(false);
-    }
-    tracing::warn!(
-        serial = a.signed.envelope.serial,
-        "not confirmed in time: rolling back"
-    );
-    if let Err(err) = e.rollback() {
-        tracing::error!("rollback failed: {err:#}");
-    }
-    Ok(true)
-}
-
 /// Report drift (logged per resource when it is new), heal it if the plan
 /// says so, and report when the state is back in sync.
-fn check_drift(e: &mut Engine, last_drift: &mut Option<String>) {
+fn check_drift<S: Sys>(e: &mut Engine<S>, last_drift: &mut Option<String>) {
     match e.drift() {
         Ok(Some((a, changes))) if !changes.is_empty() => {
             let summary: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
@@ -148,7 +256,7 @@ fn check_drift(e: &mut Engine, last_drift: &mut Option<String>) {
     }
 }
 
-fn heal(e: &mut Engine, signed: &SignedPlan, last_drift: &mut Option<String>) {
+fn heal<S: Sys>(e: &mut Engine<S>, signed: &SignedPlan, last_drift: &mut Option<String>) {
     match e.heal() {
         Ok(c) => {
             e.report(
@@ -160,5 +268,108 @@ fn heal(e: &mut Engine, signed: &SignedPlan, last_drift: &mut Option<String>) {
             *last_drift = None;
         }
         Err(err) => tracing::error!("heal failed: {err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::wireguard::WgMode;
+    use crate::config::Config;
+    use crate::sys::Recorder;
+    use crate::testing::scratch;
+    use ed25519_dalek::SigningKey;
+
+    const KEY: [u8; 32] = [5; 32];
+
+    fn daemon(dir: &Path) -> Daemon<Recorder> {
+        let cfg = Config {
+            host: "router".into(),
+            state_dir: dir.to_path_buf(),
+            trusted_controller_keys: vec![warren_wire::key_base64(
+                &SigningKey::from_bytes(&KEY).verifying_key(),
+            )],
+            wireguard: WgMode::Kernel,
+            drift_interval_secs: 30,
+            controller: None,
+        };
+        let mut sys = Recorder::default();
+        sys.reads
+            .insert("ip -j -4 route show table all proto 77".into(), "[]".into());
+        sys.reads.insert("ip -j -4 rule show".into(), "[]".into());
+        Daemon::new(Engine::with_sys(cfg, sys).unwrap())
+    }
+
+    fn plan(serial: u64) -> SignedPlan {
+        let p = warren_plan::Plan {
+            format: warren_plan::FORMAT,
+            host: "router".into(),
+            platform: warren_plan::Platform::Linux,
+            drift: Drift::Report,
+            sysctls: Default::default(),
+            wireguard: vec![],
+            routes: vec![],
+            rules: vec![],
+            firewall: warren_plan::Firewall::None,
+            notes: vec![],
+        };
+        warren_plan::sign(p, serial, "c0ffee", 60, 1, &SigningKey::from_bytes(&KEY))
+    }
+
+    /// Rewrite the running plan's wall-clock `applied_at`.
+    fn jump(d: &Daemon<Recorder>, applied_at: u64) {
+        let mut a = d.e.store.applied().unwrap().unwrap();
+        a.applied_at = applied_at;
+        d.e.store.set_applied(Some(&a)).unwrap();
+    }
+
+    #[test]
+    fn confirm_windows_are_monotonic_whatever_applied_at_says() {
+        let year = 365 * 86_400;
+        for applied_at in [0, warren_host::unix_now() - year, warren_host::unix_now() + year] {
+            let dir = scratch("daemon-window");
+            let mut d = daemon(&dir);
+            d.e.apply_signed(plan(2), false).unwrap();
+            jump(&d, applied_at);
+            assert!(
+                !d.roll_back_if_late(),
+                "applied_at {applied_at}: rolled back at once"
+            );
+            let w = d.window.expect("the window is open");
+            assert!(w.deadline > Instant::now() + Duration::from_secs(50));
+            // The window passes (monotonic time): rolled back, whatever the wall clock.
+            d.window = Some(Window {
+                serial: 2,
+                deadline: Instant::now(),
+            });
+            assert!(d.roll_back_if_late());
+            assert!(d.e.store.applied().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_confirmed_plan_has_no_window_and_a_confirm_that_cannot_be_written_still_counts() {
+        let dir = scratch("daemon-confirmed");
+        let mut d = daemon(&dir);
+        d.e.apply_signed(plan(2), true).unwrap();
+        jump(&d, 0);
+        assert!(!d.roll_back_if_late());
+        assert!(d.window.is_none());
+
+        d.e.apply_signed(plan(3), false).unwrap();
+        assert!(!d.roll_back_if_late());
+        // The state directory cannot be written: the confirm still closes the window.
+        std::fs::create_dir(dir.join("applied.json.tmp")).unwrap();
+        d.confirm(3);
+        assert_eq!(d.unsaved_confirm, Some(3));
+        d.window = Some(Window {
+            serial: 3,
+            deadline: Instant::now(),
+        });
+        assert!(!d.roll_back_if_late(), "a confirmed plan is never rolled back");
+        std::fs::remove_dir(dir.join("applied.json.tmp")).unwrap();
+        d.confirm(3);
+        assert_eq!(d.unsaved_confirm, None);
+        assert!(d.e.store.applied().unwrap().unwrap().confirmed);
     }
 }

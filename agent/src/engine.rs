@@ -9,7 +9,7 @@
 use crate::backend::{self, Backend, Backends, Claim, Scope};
 use crate::config::Config;
 use crate::keys::{self, WgKeys};
-use crate::store::{Applied, Owned, Store};
+use crate::store::{Applied, Journal, Owned, Store};
 use crate::sys::{Live, Sys};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
@@ -162,10 +162,16 @@ impl<S: Sys> Engine<S> {
         mem: Option<&NftMemory>,
         own_keys: BTreeMap<String, OwnKey>,
     ) -> Result<Vec<Change>> {
+        // Observe what the running plan and a journaled apply may have set
+        // too, so that converging away from them sees it.
         let mut plans = vec![plan];
-        let applied = self.store.applied()?;
+        let applied = self.running()?;
         if let Some(a) = &applied {
             plans.push(&a.signed.plan);
+        }
+        let journal = self.store.pending().ok().flatten();
+        if let Some(j) = &journal {
+            plans.push(&j.plan.plan);
         }
         let live = self.observe(&plans)?;
         let owned = self.store.owned()?;
@@ -232,45 +238,138 @@ impl<S: Sys> Engine<S> {
         }))
     }
 
-    /// Verify and apply a signed plan; remember it (and the one before it).
+    /// The running plan: `applied.json`, or, when that cannot be read (a
+    /// corrupt file, EIO), the last confirmed plan, which is what the host
+    /// falls back to.
+    pub fn running(&self) -> Result<Option<Applied>> {
+        match self.store.applied() {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                tracing::error!("{e:#}: using the last confirmed plan instead");
+                self.store.last_confirmed()
+            }
+        }
+    }
+
+    /// Verify `sp` for applying: everything [`warren_plan::verify`] checks,
+    /// and a serial above the high-water mark, except for the re-delivery of
+    /// the running plan (same serial, same hash), which is converged again.
+    fn verify_for_apply(&self, sp: &SignedPlan, running: Option<&Applied>) -> Result<(), VerifyError> {
+        self.verify(sp, false)?;
+        if is_redelivery(sp, running) {
+            return Ok(());
+        }
+        // The running serial is a floor too, should `serial.json` be lost.
+        let floor = [
+            self.store.max_serial().ok().flatten(),
+            running.map(|a| a.signed.envelope.serial),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match floor {
+            Some(last) if sp.envelope.serial <= last => Err(VerifyError::OldSerial {
+                got: sp.envelope.serial,
+                last,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Verify and apply a signed plan, journaled: on any failure the host
+    /// goes back to the last confirmed plan at once. `confirmed`: the plan
+    /// needs no confirmation (`apply`); a re-delivery keeps the running
+    /// plan's confirmation.
     pub fn apply_signed(&mut self, sp: SignedPlan, confirmed: bool) -> Result<Vec<Change>, ApplyError> {
-        self.verify(&sp, true).map_err(|e| {
+        let running = self.running().map_err(ApplyError::Failed)?;
+        self.verify_for_apply(&sp, running.as_ref()).map_err(|e| {
             self.report(Some(&sp), Outcome::Rejected, &e.to_string(), vec![]);
             ApplyError::Rejected(e)
         })?;
-        let current = self.store.applied().map_err(ApplyError::Failed)?;
-        let mem = current.as_ref().and_then(|a| a.nft.clone());
+        let confirmed = confirmed
+            || (is_redelivery(&sp, running.as_ref()) && running.as_ref().is_some_and(|a| a.confirmed));
+        let fallback = self.store.last_confirmed().map_err(ApplyError::Failed)?;
         // The serial is spent as soon as we start: a failed or rolled-back
         // plan can never be replayed.
         self.store
             .raise_serial(sp.envelope.serial)
             .map_err(ApplyError::Failed)?;
-        match self.converge(&sp.plan, mem.as_ref()) {
-            Ok((changes, nft)) => self
-                .remember(sp, current, nft, confirmed, changes)
-                .map_err(ApplyError::Failed),
-            Err(e) => {
-                self.report(Some(&sp), Outcome::Failed, &format!("{e:#}"), vec![]);
-                Err(ApplyError::Failed(e))
-            }
-        }
+        let journal = Journal { plan: sp, fallback };
+        self.store
+            .set_pending(Some(&journal))
+            .map_err(ApplyError::Failed)?;
+        let mem = running.and_then(|a| a.nft);
+        self.finish(journal, mem.as_ref(), confirmed, "")
     }
 
-    /// After a successful apply of `sp`: keep the plan it replaced (unless
-    /// nothing happened), record `sp` as applied, and report.
+    /// Converge to the journaled plan and record it, or, if anything fails,
+    /// restore the journal's fallback and report `failed`. The journal is
+    /// removed either way. `note` starts the report's message.
+    fn finish(
+        &mut self,
+        journal: Journal,
+        mem: Option<&NftMemory>,
+        confirmed: bool,
+        note: &str,
+    ) -> Result<Vec<Change>, ApplyError> {
+        let result = self
+            .converge(&journal.plan.plan, mem)
+            .and_then(|(changes, nft)| self.remember(journal.plan.clone(), nft, confirmed, changes, note));
+        if let Err(e) = &result {
+            self.undo(&journal, e);
+        }
+        if let Err(e) = self.store.set_pending(None) {
+            tracing::error!("cannot remove the apply journal: {e:#}");
+        }
+        result.map_err(ApplyError::Failed)
+    }
+
+    /// After a failed apply of the journaled plan: restore the last
+    /// confirmed plan and report `failed`, naming what failed.
+    fn undo(&mut self, journal: &Journal, err: &anyhow::Error) {
+        let fallback = journal.fallback.as_ref();
+        let restored = match self.restore(fallback) {
+            Ok(c) => format!("restored {} ({} changes)", describe(fallback), c.len()),
+            Err(e) => format!("restoring {} failed too: {e:#}", describe(fallback)),
+        };
+        self.report(
+            Some(&journal.plan),
+            Outcome::Failed,
+            &format!("{err:#}; {restored}"),
+            vec![],
+        );
+    }
+
+    /// Converge to `target` (a confirmed plan) and record it as running and
+    /// confirmed; with no target, remove everything Warren owns.
+    fn restore(&mut self, target: Option<&Applied>) -> Result<Vec<Change>> {
+        let Some(t) = target else {
+            let c = self.teardown()?;
+            self.store.set_applied(None)?;
+            return Ok(c);
+        };
+        let (changes, nft) = self.converge(&t.signed.plan.clone(), t.nft.as_ref())?;
+        let a = Applied {
+            nft,
+            confirmed: true,
+            applied_at: unix_now(),
+            ..t.clone()
+        };
+        self.store.set_applied(Some(&a))?;
+        self.store.set_last_confirmed(Some(&a))?;
+        Ok(changes)
+    }
+
+    /// After a successful apply of `sp`: record it as running (and as the
+    /// last confirmed plan if it needs no confirmation), and report.
     fn remember(
         &mut self,
         sp: SignedPlan,
-        current: Option<Applied>,
         nft: Option<NftMemory>,
         confirmed: bool,
         changes: Vec<Change>,
+        note: &str,
     ) -> Result<Vec<Change>> {
-        if !changes.is_empty()
-            || current.as_ref().map(|c| c.signed.envelope.serial) != Some(sp.envelope.serial)
-        {
-            self.store.set_previous(current.as_ref())?;
-        }
         let a = Applied {
             signed: sp,
             nft,
@@ -278,6 +377,9 @@ impl<S: Sys> Engine<S> {
             applied_at: unix_now(),
         };
         self.store.set_applied(Some(&a))?;
+        if confirmed {
+            self.store.set_last_confirmed(Some(&a))?;
+        }
         let outcome = if changes.is_empty() {
             Outcome::Unchanged
         } else {
@@ -286,24 +388,143 @@ impl<S: Sys> Engine<S> {
         self.report(
             Some(&a.signed),
             outcome,
-            &format!("{} changes", changes.len()),
+            &format!("{note}{} changes", changes.len()),
             changes.clone(),
         );
         Ok(changes)
     }
 
-    /// Drift: what no longer matches the last applied plan.
+    /// Mark the running plan confirmed if its serial is `serial`; whether
+    /// it is (now) the confirmed running plan.
+    pub fn confirm(&mut self, serial: u64) -> Result<bool> {
+        let Some(mut a) = self.running()? else {
+            return Ok(false);
+        };
+        if a.signed.envelope.serial != serial {
+            return Ok(false);
+        }
+        let recorded = self.store.last_confirmed()?.map(|c| c.signed.envelope.serial);
+        if a.confirmed && recorded == Some(serial) {
+            return Ok(true);
+        }
+        a.confirmed = true;
+        self.store.set_applied(Some(&a))?;
+        self.store.set_last_confirmed(Some(&a))?;
+        Ok(true)
+    }
+
+    /// At start-up, before anything else: finish (or undo) an apply that a
+    /// crash interrupted, else bring the live state back to the running
+    /// plan whatever the drift policy (after a reboot nothing of it is
+    /// left: restoring what Warren owns is not healing someone else's
+    /// change). Returns the envelope of a journaled plan, whose leftover
+    /// copy in the inbox must not be applied (nor rejected) again.
+    pub fn start_up(&mut self) -> Option<warren_plan::Envelope> {
+        self.repair_last_confirmed();
+        match self.store.pending() {
+            Ok(Some(j)) => {
+                let envelope = j.plan.envelope.clone();
+                self.finish_interrupted(j);
+                Some(envelope)
+            }
+            Ok(None) => {
+                self.restore_running();
+                None
+            }
+            Err(e) => {
+                let msg = format!("{e:#}: cannot tell what a crash interrupted");
+                self.recover(&msg);
+                let _ = self.store.set_pending(None);
+                None
+            }
+        }
+    }
+
+    /// A confirmed `applied.json` is the last confirmed plan (state written
+    /// before `confirmed.json` existed, or a crash between the two writes).
+    fn repair_last_confirmed(&mut self) {
+        let Ok(Some(a)) = self.store.applied() else {
+            return;
+        };
+        let recorded = self.store.last_confirmed().ok().flatten();
+        if a.confirmed && recorded.map(|c| c.signed.envelope.serial) != Some(a.signed.envelope.serial) {
+            if let Err(e) = self.store.set_last_confirmed(Some(&a)) {
+                tracing::error!("{e:#}");
+            }
+        }
+    }
+
+    /// The agent died mid-apply: finish the journaled apply as unconfirmed
+    /// (its window starts now), or undo it if that fails.
+    fn finish_interrupted(&mut self, j: Journal) {
+        let serial = j.plan.envelope.serial;
+        tracing::warn!(serial, "an apply was interrupted: finishing it");
+        let mem = self.running().ok().flatten().and_then(|a| a.nft);
+        let note = format!("finished the apply of serial {serial} interrupted by a restart: ");
+        if let Err(e) = self.finish(j, mem.as_ref(), false, &note) {
+            tracing::error!(serial, "{e}");
+        }
+    }
+
+    /// Converge to the running plan; report `healed` if that changed
+    /// anything. An unreadable `applied.json` falls back to the last
+    /// confirmed plan.
+    fn restore_running(&mut self) {
+        let a = match self.store.applied() {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => return self.recover(&format!("{e:#}")),
+        };
+        match self.converge(&a.signed.plan.clone(), a.nft.as_ref()) {
+            Ok((changes, nft)) => {
+                if nft != a.nft {
+                    let a = Applied { nft, ..a.clone() };
+                    if let Err(e) = self.store.set_applied(Some(&a)) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+                if !changes.is_empty() {
+                    let msg = format!("restored at start-up: {} changes re-applied", changes.len());
+                    self.report(Some(&a.signed), Outcome::Healed, &msg, changes);
+                }
+            }
+            Err(e) => {
+                let msg = format!("cannot restore the running plan at start-up: {e:#}");
+                self.report(Some(&a.signed), Outcome::Failed, &msg, vec![]);
+            }
+        }
+    }
+
+    /// The state directory cannot say what runs (`why`): restore the last
+    /// confirmed plan, and say so loudly.
+    fn recover(&mut self, why: &str) {
+        let target = match self.store.last_confirmed() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("{why}; and {e:#}: the host is left as it is");
+                return self.report(None, Outcome::Failed, &msg, vec![]);
+            }
+        };
+        let done = match self.restore(target.as_ref()) {
+            Ok(c) => format!("restored {} ({} changes)", describe(target.as_ref()), c.len()),
+            Err(e) => format!("restoring {} failed: {e:#}", describe(target.as_ref())),
+        };
+        let sp = target.as_ref().map(|t| &t.signed);
+        self.report(sp, Outcome::Failed, &format!("{why}; {done}"), vec![]);
+    }
+
+    /// Drift: what no longer matches the running plan.
     pub fn drift(&self) -> Result<Option<(Applied, Vec<Change>)>> {
-        let Some(a) = self.store.applied()? else {
+        let Some(a) = self.running()? else {
             return Ok(None);
         };
         let changes = self.changes(&a.signed.plan, a.nft.as_ref())?;
         Ok(Some((a, changes)))
     }
 
-    /// Re-apply the last applied plan (heal).
+    /// Re-apply the running plan (heal).
     pub fn heal(&mut self) -> Result<Vec<Change>> {
-        let Some(mut a) = self.store.applied()? else {
+        let Some(mut a) = self.running()? else {
             return Ok(vec![]);
         };
         let (changes, nft) = self.converge(&a.signed.plan.clone(), a.nft.as_ref())?;
@@ -312,42 +533,33 @@ impl<S: Sys> Engine<S> {
         Ok(changes)
     }
 
-    /// Restore the state before the last apply (or remove everything if there
-    /// was none). The serial high-water mark stays where it is.
+    /// Restore the last confirmed plan (or remove everything if none was
+    /// ever confirmed): an unconfirmed plan is never restored, whatever was
+    /// applied before it. The serial high-water mark stays where it is.
     pub fn rollback(&mut self) -> Result<Vec<Change>> {
-        let bad = self.store.applied()?;
-        let prev = self.store.previous()?;
-        let changes = match &prev {
-            Some(p) => {
-                let mem = bad.as_ref().and_then(|b| b.nft.clone());
-                let (changes, nft) = self.converge(&p.signed.plan.clone(), mem.as_ref())?;
-                let restored = Applied {
-                    nft,
-                    confirmed: true,
-                    applied_at: unix_now(),
-                    ..p.clone()
-                };
-                self.store.set_applied(Some(&restored))?;
-                changes
-            }
-            None => {
-                let c = self.teardown()?;
-                self.store.set_applied(None)?;
-                c
-            }
-        };
-        self.store.set_previous(None)?;
+        let bad = self.running()?;
+        let target = self.store.last_confirmed()?;
+        let changes = self.restore(target.as_ref())?;
         let serial = bad.as_ref().map(|b| b.signed.envelope.serial);
         self.report(
-            prev.as_ref().map(|p| &p.signed),
+            target.as_ref().map(|p| &p.signed),
             Outcome::RolledBack,
             &format!(
-                "serial {} was not confirmed in time; restored the previous state",
-                serial.unwrap_or(0)
+                "serial {} was not confirmed in time; restored {}",
+                serial.unwrap_or(0),
+                describe(target.as_ref())
             ),
             changes.clone(),
         );
         Ok(changes)
+    }
+
+    /// Forget every plan (after a teardown).
+    pub fn forget(&mut self) -> Result<()> {
+        self.store.set_applied(None)?;
+        self.store.set_previous(None)?;
+        self.store.set_last_confirmed(None)?;
+        self.store.set_pending(None)
     }
 
     /// Remove everything Warren owns on this host and restore sysctls.
@@ -396,6 +608,22 @@ impl<S: Sys> Engine<S> {
         if let Err(e) = self.store.report(&r) {
             tracing::error!("cannot write report: {e:#}");
         }
+    }
+}
+
+/// Whether `sp` is the running plan again (same serial, same hash).
+fn is_redelivery(sp: &SignedPlan, running: Option<&Applied>) -> bool {
+    running.is_some_and(|a| {
+        a.signed.envelope.serial == sp.envelope.serial
+            && a.signed.envelope.plan_sha256 == sp.envelope.plan_sha256
+    })
+}
+
+/// How a report names a restored plan.
+fn describe(target: Option<&Applied>) -> String {
+    match target {
+        Some(t) => format!("the last confirmed plan (serial {})", t.signed.envelope.serial),
+        None => "the state before any plan (nothing was ever confirmed)".into(),
     }
 }
 
@@ -578,5 +806,219 @@ mod tests {
         let err = e.apply_signed(signed(3, &CONTROLLER), true).unwrap_err();
         assert!(err.to_string().starts_with("apply failed: "), "{err}");
         assert_eq!(outcome(&e), Some(Outcome::Failed));
+    }
+
+    fn signed(p: Plan, serial: u64) -> SignedPlan {
+        warren_plan::sign(p, serial, "c0ffee", 60, 1, &SigningKey::from_bytes(&CONTROLLER))
+    }
+
+    /// The test plan with another MTU: a plan that differs in one place.
+    fn plan_mtu(mtu: u16) -> Plan {
+        let mut p = plan();
+        p.wireguard[0].mtu = mtu;
+        p
+    }
+
+    fn running_serial(e: &Engine<Recorder>) -> Option<u64> {
+        e.store.applied().unwrap().map(|a| a.signed.envelope.serial)
+    }
+
+    fn last(e: &Engine<Recorder>) -> Report {
+        e.store.last_report().unwrap().unwrap()
+    }
+
+    #[test]
+    fn rollback_restores_the_last_confirmed_plan_never_an_unconfirmed_one() {
+        let dir = scratch("engine-rollback-confirmed");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan_mtu(1400), 2), true).unwrap();
+        e.apply_signed(signed(plan_mtu(1410), 3), false).unwrap();
+        e.apply_signed(signed(plan_mtu(1420), 4), false).unwrap();
+        e.sys.log.clear();
+        e.rollback().unwrap();
+        let a = e.store.applied().unwrap().unwrap();
+        assert_eq!((a.signed.envelope.serial, a.confirmed), (2, true));
+        assert!(
+            e.sys.log.contains(&"ip link set dev wg0 mtu 1400".to_string()),
+            "{:?}",
+            e.sys.log
+        );
+        assert_eq!(last(&e).outcome, Outcome::RolledBack);
+        // Nothing was ever confirmed: a rollback removes everything.
+        let dir = scratch("engine-rollback-none");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan_mtu(1400), 2), false).unwrap();
+        e.apply_signed(signed(plan_mtu(1410), 3), false).unwrap();
+        e.rollback().unwrap();
+        assert_eq!(running_serial(&e), None);
+    }
+
+    #[test]
+    fn a_failed_apply_restores_the_last_confirmed_plan_at_once() {
+        let dir = scratch("engine-failed-apply");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan_mtu(1400), 2), true).unwrap();
+        e.apply_signed(signed(plan_mtu(1410), 3), false).unwrap();
+        e.sys.log.clear();
+        let Firewall::Nftables(table) = plan().firewall else {
+            unreachable!()
+        };
+        let nft = format!("nft -j -f - <<< {}", table.to_json_replace());
+        // Serial 4 also moves the policy rule to table 101, which fails.
+        let mut p4 = plan_mtu(1420);
+        p4.rules[0].table = 101;
+        e.sys
+            .failing
+            .insert("ip -4 rule add priority 456 fwmark 0xa table 101 protocol 77".into());
+        let err = e.apply_signed(signed(p4, 4), false).unwrap_err();
+        assert!(matches!(err, ApplyError::Failed(_)), "{err}");
+        // What ran after the failure is the last confirmed plan again.
+        let mtu = e
+            .sys
+            .log
+            .iter()
+            .rposition(|l| l == "ip link set dev wg0 mtu 1400");
+        let new = e.sys.log.iter().position(|l| l == "ip link set dev wg0 mtu 1420");
+        assert!(new.is_some() && mtu > new, "{:#?}", e.sys.log);
+        assert!(
+            !e.sys.log.contains(&nft) || e.sys.log.last() == Some(&nft),
+            "{:#?}",
+            e.sys.log
+        );
+        let a = e.store.applied().unwrap().unwrap();
+        assert_eq!((a.signed.envelope.serial, a.confirmed), (2, true));
+        let r = last(&e);
+        assert_eq!((r.outcome, r.serial), (Outcome::Failed, Some(4)));
+        assert!(r.message.contains("table 101"), "{}", r.message);
+        assert!(
+            r.message.contains("restored the last confirmed plan (serial 2)"),
+            "{}",
+            r.message
+        );
+        assert!(!dir.join("pending.json").exists(), "the journal is removed");
+    }
+
+    #[test]
+    fn the_running_plan_delivered_again_is_converged_not_rejected() {
+        let dir = scratch("engine-redelivery");
+        let mut e = engine(&dir);
+        let sp = signed(plan(), 2);
+        e.apply_signed(sp.clone(), false).unwrap();
+        e.apply_signed(sp.clone(), false).unwrap();
+        let r = last(&e);
+        // The pretend host never shows what was applied: `applied` again.
+        assert!(
+            matches!(r.outcome, Outcome::Applied | Outcome::Unchanged),
+            "{r:?}"
+        );
+        assert_eq!(r.serial, Some(2));
+        assert!(
+            !e.store.applied().unwrap().unwrap().confirmed,
+            "still awaiting its confirm"
+        );
+        // The same serial with another hash, or a lower one: a replay.
+        for (p, serial) in [(plan_mtu(1400), 2), (plan(), 1)] {
+            let err = e.apply_signed(signed(p, serial), false).unwrap_err();
+            assert!(
+                matches!(err, ApplyError::Rejected(VerifyError::OldSerial { .. })),
+                "{err}"
+            );
+        }
+        // A confirmed running plan delivered again stays confirmed.
+        e.apply_signed(signed(plan(), 3), true).unwrap();
+        e.apply_signed(signed(plan(), 3), false).unwrap();
+        assert!(e.store.applied().unwrap().unwrap().confirmed);
+    }
+
+    #[test]
+    fn start_up_restores_the_running_plan_whatever_the_drift_policy() {
+        let dir = scratch("engine-start-up");
+        let mut e = engine(&dir);
+        let sp = signed(plan(), 2);
+        assert_eq!(sp.plan.drift, warren_plan::Drift::Report);
+        e.apply_signed(sp, true).unwrap();
+        e.sys.log.clear();
+        assert_eq!(e.start_up(), None);
+        assert!(
+            e.sys
+                .log
+                .contains(&"ip link add dev wg0 type wireguard".to_string()),
+            "{:?}",
+            e.sys.log
+        );
+        let r = last(&e);
+        assert_eq!(r.outcome, Outcome::Healed);
+        assert!(r.message.starts_with("restored at start-up"), "{}", r.message);
+    }
+
+    #[test]
+    fn an_interrupted_apply_is_finished_unconfirmed_or_undone_at_start_up() {
+        let dir = scratch("engine-journal");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan_mtu(1400), 2), true).unwrap();
+        let fallback = e.store.last_confirmed().unwrap();
+        let crashed = Journal {
+            plan: signed(plan_mtu(1420), 3),
+            fallback,
+        };
+        e.store.raise_serial(3).unwrap();
+        e.store.set_pending(Some(&crashed)).unwrap();
+        assert_eq!(e.start_up().map(|env| env.serial), Some(3));
+        let a = e.store.applied().unwrap().unwrap();
+        assert_eq!((a.signed.envelope.serial, a.confirmed), (3, false));
+        assert!(e.store.pending().unwrap().is_none());
+        assert_eq!(
+            e.store.last_confirmed().unwrap().unwrap().signed.envelope.serial,
+            2
+        );
+
+        // Finishing fails: undone, back to the last confirmed plan.
+        e.store
+            .set_pending(Some(&Journal {
+                plan: signed(plan_mtu(1410), 4),
+                ..crashed
+            }))
+            .unwrap();
+        e.sys.failing.insert("ip link set dev wg0 mtu 1410".into());
+        assert_eq!(e.start_up().map(|env| env.serial), Some(4));
+        let a = e.store.applied().unwrap().unwrap();
+        assert_eq!((a.signed.envelope.serial, a.confirmed), (2, true));
+        assert_eq!(last(&e).outcome, Outcome::Failed);
+        assert!(e.store.pending().unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unreadable_applied_json_falls_back_to_the_last_confirmed_plan() {
+        let dir = scratch("engine-corrupt");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan_mtu(1400), 2), true).unwrap();
+        std::fs::write(dir.join("applied.json"), "{").unwrap();
+        assert_eq!(e.running().unwrap().unwrap().signed.envelope.serial, 2);
+        e.sys.log.clear();
+        assert_eq!(e.start_up(), None);
+        assert!(
+            e.sys.log.contains(&"ip link set dev wg0 mtu 1400".to_string()),
+            "{:?}",
+            e.sys.log
+        );
+        assert_eq!(running_serial(&e), Some(2), "applied.json is readable again");
+        let r = last(&e);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(r.message.contains("applied.json is corrupt"), "{}", r.message);
+    }
+
+    #[test]
+    fn a_confirm_records_the_last_confirmed_plan() {
+        let dir = scratch("engine-confirm");
+        let mut e = engine(&dir);
+        e.apply_signed(signed(plan(), 2), false).unwrap();
+        assert!(e.store.last_confirmed().unwrap().is_none());
+        assert!(!e.confirm(1).unwrap());
+        assert!(e.confirm(2).unwrap());
+        assert!(e.store.applied().unwrap().unwrap().confirmed);
+        assert_eq!(
+            e.store.last_confirmed().unwrap().unwrap().signed.envelope.serial,
+            2
+        );
     }
 }

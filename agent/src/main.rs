@@ -288,8 +288,7 @@ fn confirm(e: &Engine, serial: u64) -> Result<Exit> {
 
 fn teardown(e: &mut Engine) -> Result<Exit> {
     let c = e.teardown()?;
-    e.store.set_applied(None)?;
-    e.store.set_previous(None)?;
+    e.forget()?;
     print_changes(&c, Format::Text)?;
     Ok(Exit::Ok)
 }

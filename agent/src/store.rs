@@ -1,7 +1,9 @@
 //! The agent's state directory: the last applied plan (kept so the agent
-//! can heal and report after a restart with no controller), the plan before
-//! it (for rollback), the serial high-water mark, what Warren owns, reports,
-//! the outbox and the inbox. Every write is atomic and private
+//! can restore, heal and report after a restart with no controller), the
+//! last *confirmed* plan (what a rollback or a failed apply restores), the
+//! apply journal (`pending.json`, present only while an apply runs), the
+//! serial high-water mark, what Warren owns, reports, the outbox and the
+//! inbox. Every write is atomic and private
 //! (`warren_host::write_atomic`).
 //!
 //! It stores and loads; it must not decide anything about plans or touch
@@ -24,7 +26,21 @@ pub struct Applied {
     /// False until the controller confirms; an unconfirmed plan is rolled
     /// back when `applied_at + confirm_secs` passes.
     pub confirmed: bool,
+    /// Unix seconds (informational only: confirm deadlines are monotonic
+    /// and live in the daemon's memory, so a clock step cannot move them).
     pub applied_at: u64,
+}
+
+/// The apply journal, written before an apply touches anything and removed
+/// once it is recorded (or undone). Found at start-up, it means the agent
+/// died mid-apply: the host may be half-way between `fallback` and `plan`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Journal {
+    /// The plan being applied.
+    pub plan: SignedPlan,
+    /// The last confirmed plan when the apply started (what to restore if
+    /// the apply cannot be finished); `None`: nothing was ever confirmed.
+    pub fallback: Option<Applied>,
 }
 
 /// What Warren created on this host, so it can remove it (and nothing else).
@@ -85,11 +101,24 @@ impl Store {
     pub fn set_applied(&self, a: Option<&Applied>) -> Result<()> {
         self.set("applied.json", a)
     }
-    pub fn previous(&self) -> Result<Option<Applied>> {
-        self.get("previous.json")
-    }
+    /// `previous.json`, which older agents rolled back to; now only removed.
     pub fn set_previous(&self, a: Option<&Applied>) -> Result<()> {
         self.set("previous.json", a)
+    }
+    /// The last plan the controller confirmed (or `apply` applied): what a
+    /// rollback and a failed apply restore.
+    pub fn last_confirmed(&self) -> Result<Option<Applied>> {
+        self.get("confirmed.json")
+    }
+    pub fn set_last_confirmed(&self, a: Option<&Applied>) -> Result<()> {
+        self.set("confirmed.json", a)
+    }
+    /// The journal of an apply in progress (or interrupted by a crash).
+    pub fn pending(&self) -> Result<Option<Journal>> {
+        self.get("pending.json")
+    }
+    pub fn set_pending(&self, j: Option<&Journal>) -> Result<()> {
+        self.set("pending.json", j)
     }
     /// Highest serial ever accepted; never goes down (not even on rollback).
     pub fn max_serial(&self) -> Result<Option<u64>> {
