@@ -237,24 +237,30 @@ fn fault_git_host_stalls() {
 const FLOOD: &str = r#"
 import socket, sys, time
 target, port, src, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-socks = []
 def one():
     s = socket.socket()
     s.bind((src, 0))
+    s.settimeout(2)
+    try:
+        s.connect((target, port))
+        s.send(b"SSH-2.0-x\r\n")
+    except OSError:
+        pass
     s.setblocking(False)
-    try: s.connect((target, port))
-    except BlockingIOError: pass
     return s
 socks = [one() for _ in range(n)]
+print("flooding", flush=True)
 while True:
     time.sleep(0.5)
     for i, s in enumerate(socks):
         try:
-            s.send(b"SSH-2.0-x\r\n")
-            if s.recv(4096, socket.MSG_DONTWAIT) == b"": raise OSError()
-        except (BlockingIOError, InterruptedError): pass
+            if s.recv(65536) == b"":
+                raise OSError()
+        except (BlockingIOError, InterruptedError):
+            pass
         except OSError:
-            s.close(); socks[i] = one()
+            s.close()
+            socks[i] = one()
 "#;
 
 /// 1 100 pre-authentication connections to the gateway agent's port (it
@@ -290,7 +296,9 @@ fn fault_preauth_flood() {
         "gateway",
         &[py.as_str(), s.as_str(), "127.0.0.2", "7700", "127.0.0.3", "1100"],
     );
-    std::thread::sleep(Duration::from_secs(3));
+    Lab::wait_for("the flood to be up", Duration::from_secs(60), || {
+        w.lab.logs(flood).contains("flooding")
+    });
     // Both plans change: the WAN VPN's port.
     let c2 = w.push(|y| y.replace("port: 51820", "port: 51821"), "new tunnel port");
     w.wait_in_sync(&c2, Duration::from_secs(90));
@@ -313,4 +321,17 @@ fn python() -> String {
         .output()
         .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// A restart of the agent must not take wireguard-go (and every userspace
+/// tunnel) down with it, and both daemons get room for file descriptors.
+#[test]
+fn units_keep_wireguard_go_and_raise_nofile() {
+    let dir = warren_tests::root().join("examples/systemd");
+    let agent = std::fs::read_to_string(dir.join("warren-agent.service")).unwrap();
+    assert!(agent.lines().any(|l| l == "KillMode=process"), "{agent}");
+    for unit in ["warren-agent.service", "warren-controller.service"] {
+        let t = std::fs::read_to_string(dir.join(unit)).unwrap();
+        assert!(t.lines().any(|l| l.starts_with("LimitNOFILE=")), "{unit}");
+    }
 }
