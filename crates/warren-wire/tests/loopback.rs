@@ -562,7 +562,9 @@ async fn unauthenticated_connections_are_capped_and_the_excess_closed_at_once() 
         .expect("the excess connection is closed at once, not held")
         .unwrap_or(0);
     assert_eq!(n, 0, "closed without an SSH banner");
-    assert!(dial_with(addr, cli.clone(), srv.verifying_key(), &o).await.is_err());
+    assert!(dial_with(addr, cli.clone(), srv.verifying_key(), &o)
+        .await
+        .is_err());
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let c = dial_with(addr, cli, srv.verifying_key(), &o).await.unwrap();
