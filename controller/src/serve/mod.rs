@@ -145,9 +145,8 @@ impl Service {
         Ok(())
     }
 
-    /// A new commit on the branch?
-    fn fetch_and_process(&mut self) -> Result<()> {
-        let snap = self.repo.fetch()?;
+    /// A fetch ended: process the branch's newest commit if it is new.
+    fn fetched(&mut self, snap: repo::Snapshot) -> Result<()> {
         if self.store.last_commit()?.as_deref() == Some(snap.commit.as_str()) {
             return Ok(());
         }
@@ -350,32 +349,29 @@ impl Service {
         Ok(())
     }
 
-    /// The main loop: one event at a time, until every sender is gone.
-    async fn run(&mut self, mut rx: mpsc::Receiver<Event>) {
-        while let Some(ev) = rx.recv().await {
-            let queue = match ev {
-                Event::Trigger(why) => {
-                    tracing::trace!(why, "checking the repo");
-                    // A burst of triggers compiles the newest commit once: wait a
-                    // moment, take everything queued, fetch once, then handle the
-                    // other events in their order (never re-queued behind triggers).
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let mut rest = vec![];
-                    while let Ok(e) = rx.try_recv() {
-                        if !matches!(e, Event::Trigger(_)) {
-                            rest.push(e);
+    /// The main loop: one event at a time, until every sender is gone. The
+    /// git fetch runs off this loop (see [`repo::Fetcher`]): a slow or
+    /// stalled git host never delays an agent's report or its confirm.
+    async fn run(&mut self, mut rx: mpsc::Receiver<Event>, mut fetcher: repo::Fetcher) {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(Event::Trigger(why)) => {
+                        tracing::trace!(why, "checking the repo");
+                        // A burst of triggers while a fetch runs is one more fetch.
+                        fetcher.request();
+                    }
+                    Some(ev) => {
+                        if let Err(e) = self.handle(ev) {
+                            tracing::error!("{e:#}");
                         }
                     }
-                    if let Err(e) = self.fetch_and_process() {
+                    None => return,
+                },
+                r = fetcher.done() => {
+                    if let Err(e) = r.and_then(|snap| self.fetched(snap)) {
                         tracing::error!("{e:#}");
                     }
-                    rest
-                }
-                other => vec![other],
-            };
-            for ev in queue {
-                if let Err(e) = self.handle(ev) {
-                    tracing::error!("{e:#}");
                 }
             }
         }
@@ -391,13 +387,13 @@ pub async fn serve(opts: Options) -> Result<()> {
     for (h, _) in store.hosts()? {
         store.update_host(&h, |r| r.connected = false)?;
     }
-    let repo = repo::Repo::open(
-        &opts.state_dir.join("mirror.git"),
-        &opts.source,
-        &opts.branch,
-        opts.access.clone(),
-    )?;
-    let (tx, rx) = mpsc::channel::<Event>(1024);
+    let mirror = opts.state_dir.join("mirror.git");
+    let repo = repo::Repo::open(&mirror, &opts.source, &opts.branch, opts.access.clone())?;
+    // A second handle on the same mirror, moved to a blocking thread per fetch.
+    let fetcher = repo::Fetcher::new(&mirror, &opts.source, &opts.branch, opts.access.clone())?;
+    // Bounded: each event from an agent may carry a frame of up to
+    // transport::AGENT_FRAME_MAX, and sessions wait when it is full.
+    let (tx, rx) = mpsc::channel::<Event>(256);
     spawn_poller(tx.clone(), opts.poll);
     let _watcher = match repo.local_path().filter(|_| opts.fs_watch) {
         Some(p) => Some(watch(&p, tx.clone())?),
@@ -428,7 +424,7 @@ pub async fn serve(opts: Options) -> Result<()> {
         tracing::warn!("cannot load the last good commit: {e:#}");
     }
     svc.store.snapshot(unix_now())?;
-    svc.run(rx).await;
+    svc.run(rx, fetcher).await;
     Ok(())
 }
 

@@ -33,10 +33,15 @@ pub enum Decision {
         diagnostics: Vec<String>,
     },
     /// The commit is good. `changed` are the hosts whose plan differs from
-    /// their desired one, in rollout order (possibly none).
+    /// their desired one, in rollout order (possibly none). `held` are the
+    /// hosts that keep their current plan because their keys, or a peer's,
+    /// were refused (host -> why); `bad_keys` the hosts whose own reported
+    /// keys were refused.
     Accepted {
         config: Box<warren_model::Config>,
         changed: Vec<(String, Plan)>,
+        held: BTreeMap<String, String>,
+        bad_keys: std::collections::BTreeSet<String>,
     },
 }
 
@@ -72,55 +77,155 @@ pub fn decide(snap: &Snapshot, hosts: &BTreeMap<String, HostRecord>) -> Decision
             diags.iter().map(|d| d.to_string()).collect(),
         );
     };
-    let kb = match keybook(&cfg, hosts) {
-        Ok(kb) => kb,
-        Err(mismatches) => return refused(CommitOutcome::KeyMismatch, mismatches),
-    };
-    let plans = match warren_compiler::compile(&cfg, &kb) {
+    let (kb, bad_keys) = keybook(&cfg, hosts);
+    let mut plans = match warren_compiler::compile(&cfg, &kb) {
         Ok(p) => p,
         Err(e) => return refused(CommitOutcome::Error, vec![e.to_string()]),
     };
+    let held = held_back(&plans, &bad_keys);
+    plans.retain(|h, _| !held.contains_key(h));
     let changed = changed_plans(&cfg, plans, hosts);
     Decision::Accepted {
         config: Box::new(cfg),
         changed,
+        held,
+        bad_keys: bad_keys.into_keys().collect(),
     }
 }
 
-/// The keys to compile with: what agents reported, checked against what the
-/// YAML pins. Any disagreement refuses the commit (one message each).
-fn keybook(cfg: &warren_model::Config, hosts: &BTreeMap<String, HostRecord>) -> Result<KeyBook, Vec<String>> {
+/// The prefix of a host error recorded because its reported keys were
+/// refused; such an error is cleared once the keys are good again.
+pub const KEY_ERROR: &str = "keys refused: ";
+
+/// The keys to compile with: those pinned in the YAML, and those agents
+/// reported where they are valid WireGuard keys (32 bytes of base64), agree
+/// with the pin, and are nobody else's. A host with a bad key is refused
+/// (host -> why) and none of its reported keys are used, so only its plan
+/// and those of its peers are held back, never the whole commit.
+///
+/// The identity an agent presented is not compared here: it is the key its
+/// SSH session authenticated with, which the config in force authorized.
+/// When the YAML pins a new identity, the stored one is merely stale.
+fn keybook(
+    cfg: &warren_model::Config,
+    hosts: &BTreeMap<String, HostRecord>,
+) -> (KeyBook, BTreeMap<String, Vec<String>>) {
     let mut kb = KeyBook::pinned(cfg);
-    let mut mismatches = Vec::new();
-    for (host, rec) in hosts {
-        for (iface, reported) in &rec.wireguard {
-            match kb.0.get(&(host.clone(), iface.clone())) {
-                Some(pinned) if pinned != reported => mismatches.push(format!(
-                    "host {host:?} interface {iface}: the YAML pins WireGuard key {pinned} but the agent reports {reported}; fix the pin (or the agent) before anything is applied"
+    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Every key in use, by its bytes: who holds it (pinned or reported).
+    let mut owners: BTreeMap<[u8; 32], Vec<(String, String, bool)>> = BTreeMap::new();
+    for ((h, i), k) in &kb.0 {
+        if let Some(b) = wg_key(k) {
+            owners.entry(b).or_default().push((h.clone(), i.clone(), true));
+        }
+    }
+    let mut reported = Vec::new();
+    for (host, rec) in hosts.iter().filter(|(h, _)| cfg.hosts.contains_key(*h)) {
+        for (iface, key) in &rec.wireguard {
+            let pinned = kb.0.get(&(host.clone(), iface.clone()));
+            match (wg_key(key), pinned.map(|p| (p, wg_key(p)))) {
+                (None, _) => refused.entry(host.clone()).or_default().push(format!(
+                    "interface {}: the agent reports {}, which is not a WireGuard key (32 bytes of base64)",
+                    shown(iface),
+                    shown(key)
                 )),
-                Some(_) => {}
-                None => kb.insert(host, iface, reported),
-            }
-        }
-        if let (Some(reported), Some(pinned)) = (
-            &rec.identity,
-            cfg.hosts
-                .get(host)
-                .and_then(|h| h.agent.as_ref())
-                .and_then(|a| a.identity.as_ref()),
-        ) {
-            if reported != pinned {
-                mismatches.push(format!(
-                    "host {host:?}: the YAML pins agent identity {pinned} but the agent presented {reported}"
-                ));
+                (Some(b), Some((p, pb))) if pb != Some(b) => refused.entry(host.clone()).or_default().push(format!(
+                    "interface {}: the YAML pins WireGuard key {p} but the agent reports {}; fix the pin (or the agent)",
+                    shown(iface),
+                    shown(key)
+                )),
+                (Some(_), Some(_)) => {}
+                (Some(b), None) => {
+                    owners.entry(b).or_default().push((host.clone(), iface.clone(), false));
+                    reported.push((host, iface, key));
+                }
             }
         }
     }
-    if mismatches.is_empty() {
-        Ok(kb)
-    } else {
-        Err(mismatches)
+    let established = established_keys(hosts);
+    for (bytes, holders) in owners.iter().filter(|(_, v)| v.len() > 1) {
+        // Blame the newcomers: a host whose peers already run with this key
+        // as its key keeps it, unless every claimant does.
+        let newcomer = |h: &String| !established.contains(&(h.clone(), *bytes));
+        let any_newcomer = holders.iter().any(|(h, _, p)| !p && newcomer(h));
+        for (h, i, _) in holders
+            .iter()
+            .filter(|(h, _, p)| !p && (!any_newcomer || newcomer(h)))
+        {
+            let others: Vec<String> = holders
+                .iter()
+                .filter(|(oh, oi, _)| (oh, oi) != (h, i))
+                .map(|(oh, oi, _)| format!("host {oh:?} interface {}", shown(oi)))
+                .collect();
+            refused.entry(h.clone()).or_default().push(format!(
+                "interface {}: the agent reports the WireGuard key of {}",
+                shown(i),
+                others.join(", ")
+            ));
+        }
     }
+    for (host, iface, key) in reported {
+        if !refused.contains_key(host) {
+            kb.insert(host, iface, key);
+        }
+    }
+    (kb, refused)
+}
+
+/// (host, key) pairs the hosts' current plans already use: host `h`'s key
+/// as a peer of someone else.
+fn established_keys(hosts: &BTreeMap<String, HostRecord>) -> std::collections::BTreeSet<(String, [u8; 32])> {
+    let plans = hosts.values().filter_map(|r| r.desired.as_ref());
+    let peers = plans.flat_map(|d| d.plan.wireguard.iter().flat_map(|i| i.peers.iter()));
+    peers
+        .filter_map(|p| match &p.public_key {
+            warren_plan::PeerKey::Known(k) => Some((p.name.clone(), wg_key(k)?)),
+            warren_plan::PeerKey::Pending { .. } => None,
+        })
+        .collect()
+}
+
+/// A WireGuard public key's 32 bytes, if `s` is one.
+fn wg_key(s: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    raw.try_into().ok()
+}
+
+/// An agent-supplied string as it may appear in a message: escaped, and cut
+/// short.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    let more = if cut.len() < s.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
+}
+
+/// Hosts whose plan is held back, and why: refused hosts, and hosts with a
+/// peer whose key would come from a refused host.
+fn held_back(
+    plans: &BTreeMap<String, Plan>,
+    refused: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, String> {
+    let mut held: BTreeMap<String, String> = refused
+        .iter()
+        .map(|(h, why)| (h.clone(), why.join("; ")))
+        .collect();
+    for (host, plan) in plans {
+        if held.contains_key(host) {
+            continue;
+        }
+        if let Some((peer, _)) = plan
+            .pending_keys()
+            .into_iter()
+            .find(|(p, _)| refused.contains_key(p))
+        {
+            held.insert(
+                host.clone(),
+                format!("waits for valid keys from host {peer:?}; keeps its current plan"),
+            );
+        }
+    }
+    held
 }
 
 /// The plans whose hash differs from the host's desired plan, in rollout
@@ -163,14 +268,20 @@ pub fn process(
         diagnostics: vec![],
         pushed: BTreeMap::new(),
     };
-    let (config, changed) = match decide(snap, &store.hosts()?) {
+    let (config, changed, held, bad_keys) = match decide(snap, &store.hosts()?) {
         Decision::Refused { outcome, diagnostics } => {
             record.outcome = outcome;
             record.diagnostics = diagnostics;
             return refuse(store, record, now);
         }
-        Decision::Accepted { config, changed } => (config, changed),
+        Decision::Accepted {
+            config,
+            changed,
+            held,
+            bad_keys,
+        } => (config, changed, held, bad_keys),
     };
+    record_key_errors(store, &config, &held, &bad_keys)?;
     let mut plans = Vec::new();
     for (host, plan) in changed {
         let serial = store.next_serial(&host)?;
@@ -186,6 +297,11 @@ pub fn process(
     if !plans.is_empty() {
         record.outcome = CommitOutcome::Compiled;
     }
+    if !held.is_empty() {
+        // Accepted (the config is in force) but not every host got its plan.
+        record.outcome = CommitOutcome::KeyMismatch;
+        record.diagnostics = held.iter().map(|(h, why)| format!("host {h:?}: {why}")).collect();
+    }
     store.record(&record)?;
     store.snapshot(now)?;
     tracing::info!(commit = %snap.commit, outcome = %record.outcome, hosts = ?record.pushed, "commit processed");
@@ -194,6 +310,33 @@ pub fn process(
         plans,
         config: Some(*config),
     })
+}
+
+/// Show a refused key as its host's error (`status` shows it); clear that
+/// error from hosts whose keys are good again.
+fn record_key_errors(
+    store: &Store,
+    cfg: &warren_model::Config,
+    held: &BTreeMap<String, String>,
+    bad_keys: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    for host in cfg.hosts.keys() {
+        let old = store.host(host)?.error;
+        let stale = old.as_deref().is_some_and(|e| e.starts_with(KEY_ERROR));
+        match held.get(host).filter(|_| bad_keys.contains(host)) {
+            Some(why) => {
+                let error = format!("{KEY_ERROR}{why}");
+                if old.as_deref() != Some(error.as_str()) {
+                    store.update_host(host, |h| h.error = Some(error))?;
+                }
+            }
+            None if stale => {
+                store.update_host(host, |h| h.error = None)?;
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Record a refused commit; agents keep their plan.
@@ -312,12 +455,17 @@ mod tests {
         let pinned = seed().replace("    uplink: eth0 ", "    wireguard_keys: { wg0: \"QkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkFEQkE=\" }\n    uplink: eth0 ");
         let o = process(&store, &key, &snap("c2", &pinned), 60, 2).unwrap();
         assert_eq!(o.record.outcome, CommitOutcome::KeyMismatch);
-        assert!(o.plans.is_empty());
+        // Only the router is held; the gateway follows the pin.
+        let hosts: Vec<&str> = o.plans.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["gateway"]);
         assert!(
             o.record.diagnostics[0].contains("the YAML pins WireGuard key QkFE"),
             "{:?}",
             o.record.diagnostics
         );
+        let router = store.host("router").unwrap();
+        assert!(router.error.unwrap().starts_with(KEY_ERROR));
+        assert_eq!(router.desired.unwrap().envelope.commit, "c1", "keeps its plan");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -351,10 +499,141 @@ mod tests {
             "wg0".into(),
             "Uk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk8=".into(),
         );
-        let Decision::Refused { outcome, diagnostics } = decide(&snap("c3", &pinned), &hosts) else {
-            panic!("a disagreeing pin must be refused");
+        let Decision::Accepted { held, bad_keys, .. } = decide(&snap("c3", &pinned), &hosts) else {
+            panic!("a disagreeing pin holds back one host, not the commit");
         };
-        assert_eq!(outcome, CommitOutcome::KeyMismatch);
-        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(held.keys().collect::<Vec<_>>(), ["router"], "{held:?}");
+        assert!(bad_keys.contains("router"));
+    }
+
+    /// The seed with agent identities for both hosts (the router's given).
+    fn with_identities(router: &str) -> String {
+        let gw = warren_wire::openssh_public_key(&SigningKey::from_bytes(&[1; 32]).verifying_key());
+        seed()
+            .replace("    management: [2222/tcp]", &format!("    management: [2222/tcp]\n    agent: {{ address: \"127.0.0.1:7700\", identity: \"{gw}\" }}"))
+            .replace("    uplink: eth0 ", &format!("    agent: {{ identity: \"{router}\" }}\n    uplink: eth0 "))
+    }
+
+    #[test]
+    fn a_stored_identity_that_differs_does_not_stop_the_gateway() {
+        let (store, key, dir) = setup("stale-identity");
+        let old = warren_wire::openssh_public_key(&SigningKey::from_bytes(&[2; 32]).verifying_key());
+        let new = warren_wire::openssh_public_key(&SigningKey::from_bytes(&[3; 32]).verifying_key());
+        store
+            .update_host("router", |h| {
+                h.identity = Some(old);
+                h.wireguard.insert(
+                    "wg0".into(),
+                    "Uk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk8=".into(),
+                );
+            })
+            .unwrap();
+        let yaml = with_identities(&new);
+        let o = process(&store, &key, &snap("c1", &yaml), 60, 1).unwrap();
+        assert_eq!(
+            o.record.outcome,
+            CommitOutcome::Compiled,
+            "{:?}",
+            o.record.diagnostics
+        );
+        let hosts: Vec<&str> = o.plans.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["router", "gateway"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_yaml_identity_with_a_comment_compiles() {
+        let (store, key, dir) = setup("comment");
+        let id = warren_wire::openssh_public_key(&SigningKey::from_bytes(&[4; 32]).verifying_key());
+        store
+            .update_host("router", |h| h.identity = Some(id.clone()))
+            .unwrap();
+        let yaml = with_identities(&format!("{id} root@router"));
+        let o = process(&store, &key, &snap("c1", &yaml), 60, 1).unwrap();
+        assert_eq!(
+            o.record.outcome,
+            CommitOutcome::Compiled,
+            "{:?}",
+            o.record.diagnostics
+        );
+        assert_eq!(o.plans.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_reported_keys_hold_back_only_their_host_and_its_peers() {
+        let gw_key = "R0FURVdBWUdBVEVXQVlHQVRFV0FZR0FURVdBWUdBVEU=";
+        for (bad, why) in [
+            ("not-a-key", "not a WireGuard key"),
+            ("AAAA", "not a WireGuard key"),
+            (gw_key, "the WireGuard key of host \"gateway\""),
+        ] {
+            let (store, key, dir) = setup("badkey");
+            store
+                .update_host("router", |h| {
+                    h.wireguard.insert(
+                        "wg0".into(),
+                        "Uk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk8=".into(),
+                    );
+                })
+                .unwrap();
+            store
+                .update_host("gateway", |h| {
+                    h.wireguard.insert("wg0".into(), gw_key.into());
+                })
+                .unwrap();
+            let o = process(&store, &key, &snap("c1", &seed()), 60, 1).unwrap();
+            assert_eq!(o.plans.len(), 2);
+            // The router now reports a bad key: nobody gets a new plan, the
+            // gateway keeps its own, and the router shows why.
+            store
+                .update_host("router", |h| {
+                    h.wireguard.insert("wg0".into(), bad.into());
+                })
+                .unwrap();
+            let more = seed().replace(
+                "forwards:\n",
+                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
+            );
+            let o = process(&store, &key, &snap("c2", &more), 60, 2).unwrap();
+            assert!(
+                o.plans.is_empty(),
+                "{bad}: {:?}",
+                o.plans.iter().map(|p| &p.0).collect::<Vec<_>>()
+            );
+            assert_eq!(o.record.outcome, CommitOutcome::KeyMismatch);
+            assert_eq!(
+                store.good_commit().unwrap().as_deref(),
+                Some("c2"),
+                "the config is in force"
+            );
+            let gw = store.host("gateway").unwrap();
+            assert_eq!(
+                gw.desired.unwrap().envelope.serial,
+                1,
+                "the gateway keeps its plan"
+            );
+            assert_eq!(gw.error, None);
+            let err = store.host("router").unwrap().error.unwrap();
+            assert!(err.starts_with(KEY_ERROR) && err.contains(why), "{bad}: {err}");
+            // A good key again: the error goes, the plans go out.
+            store
+                .update_host("router", |h| {
+                    h.wireguard.insert(
+                        "wg0".into(),
+                        "Uk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk9VVEVSUk8=".into(),
+                    );
+                })
+                .unwrap();
+            let o = process(&store, &key, &snap("c2", &more), 60, 3).unwrap();
+            assert_eq!(o.record.outcome, CommitOutcome::Compiled);
+            assert_eq!(store.host("router").unwrap().error, None);
+            assert_eq!(
+                o.plans.len(),
+                1,
+                "the router's new forward; the gateway is unchanged"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -165,3 +165,200 @@ impl Repo {
         })
     }
 }
+
+/// Fetches the watched branch off the event loop: one fetch at a time on a
+/// blocking thread, the result awaited with [`Fetcher::done`], requests that
+/// arrive meanwhile folded into one more fetch.
+///
+/// libgit2's own connect and I/O timeouts cannot be set without `unsafe`
+/// (a C global), so a watchdog bounds each fetch instead: past
+/// [`FETCH_TIMEOUT`] it is abandoned (its thread finishes on its own, or
+/// never), reported as an error, and the next fetch uses a fresh handle on
+/// the mirror. At most [`MAX_ABANDONED`] abandoned fetches may linger; past
+/// that no new fetch starts until one of them ends.
+pub struct Fetcher {
+    dir: PathBuf,
+    source: String,
+    branch: String,
+    access: Access,
+    idle: Option<Repo>,
+    running: Option<(FetchTask, tokio::time::Instant)>,
+    pending: bool,
+    abandoned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    timeout: std::time::Duration,
+}
+
+/// A fetch on its blocking thread: the handle comes back with the result.
+type FetchTask = tokio::task::JoinHandle<(Repo, Result<Snapshot>)>;
+
+/// How long one fetch may take before it is abandoned.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Abandoned fetches allowed to linger (each holds a thread).
+pub const MAX_ABANDONED: usize = 4;
+
+impl Fetcher {
+    /// A fetcher for the mirror at `dir` (see [`Repo::open`]).
+    pub fn new(dir: &Path, source: &str, branch: &str, access: Access) -> Result<Fetcher> {
+        let idle = Repo::open(dir, source, branch, access.clone())?;
+        Ok(Fetcher {
+            dir: dir.to_path_buf(),
+            source: source.to_string(),
+            branch: branch.to_string(),
+            access,
+            idle: Some(idle),
+            running: None,
+            pending: false,
+            abandoned: std::sync::Arc::default(),
+            timeout: FETCH_TIMEOUT,
+        })
+    }
+
+    /// Ask for a fetch: now if none is running, else once it ends.
+    pub fn request(&mut self) {
+        self.pending = true;
+        self.start();
+    }
+
+    fn start(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.running.is_some() || !self.pending {
+            return;
+        }
+        if self.abandoned.load(Ordering::SeqCst) >= MAX_ABANDONED {
+            tracing::warn!("{MAX_ABANDONED} stalled fetches still hang; not starting another");
+            return;
+        }
+        let repo = match self.idle.take() {
+            Some(r) => r,
+            None => match Repo::open(&self.dir, &self.source, &self.branch, self.access.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("cannot open the mirror: {e:#}");
+                    return;
+                }
+            },
+        };
+        self.pending = false;
+        let task = tokio::task::spawn_blocking(move || {
+            let r = repo.fetch();
+            (repo, r)
+        });
+        self.running = Some((task, tokio::time::Instant::now() + self.timeout));
+    }
+
+    /// The result of the running fetch; pending forever if none runs, so it
+    /// can sit in a `select!` (cancel-safe: the fetch goes on).
+    pub async fn done(&mut self) -> Result<Snapshot> {
+        let Some((task, deadline)) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let out = match tokio::time::timeout_at(*deadline, &mut *task).await {
+            Ok(Ok((repo, r))) => {
+                self.idle = Some(repo);
+                r
+            }
+            Ok(Err(e)) => Err(anyhow::anyhow!("the fetch task failed: {e}")),
+            Err(_) => {
+                self.abandon();
+                Err(anyhow::anyhow!(
+                    "fetching {} from {} took over {}s: abandoned (is the git host stalled?)",
+                    self.branch,
+                    self.source,
+                    self.timeout.as_secs()
+                ))
+            }
+        };
+        self.running = None;
+        self.start();
+        out
+    }
+
+    /// Leave the running fetch to finish on its own, counted as lingering.
+    fn abandon(&mut self) {
+        use std::sync::atomic::Ordering;
+        let Some((task, _)) = self.running.take() else {
+            return;
+        };
+        let n = self.abandoned.clone();
+        n.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _ = task.await;
+            n.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    /// A source repository whose every open blocks (its alternates file is
+    /// a FIFO nobody writes): the fetch stalls like a git host that accepts
+    /// and never answers. The loop is not blocked, the watchdog gives up,
+    /// and once the host answers again the next fetch works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_fetch_runs_off_the_loop_and_is_abandoned() {
+        let d = std::env::temp_dir().join(format!("warren-fetch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let src = d.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "main"]);
+        std::fs::write(src.join("warren.yaml"), "x: 1\n").unwrap();
+        git(&src, &["add", "."]);
+        git(&src, &["commit", "-qm", "one"]);
+        let mut f = Fetcher::new(
+            &d.join("mirror"),
+            src.to_str().unwrap(),
+            "main",
+            Access::default(),
+        )
+        .unwrap();
+        f.timeout = Duration::from_millis(500);
+        f.request();
+        let snap = tokio::time::timeout(Duration::from_secs(20), f.done())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(snap.summary, "one");
+
+        let fifo = src.join(".git/objects/info/alternates");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        f.request();
+        let t0 = std::time::Instant::now();
+        // The loop goes on meanwhile: a timer fires while the fetch hangs.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let err = tokio::time::timeout(Duration::from_secs(10), f.done())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("abandoned"), "{err:#}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+
+        // The host answers again: the stuck open returns, a new fetch works.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        std::fs::remove_file(&fifo).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        git(&src, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        f.request();
+        let snap = tokio::time::timeout(Duration::from_secs(20), f.done())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(snap.summary, "two");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -5,7 +5,14 @@
 //! same: sessions turn messages into [`Event`]s for the main loop.
 //!
 //! It moves messages and decides nothing about them: what to send, and
-//! what a report means, is the rollout's business.
+//! what a report means, is the rollout's business. It does bound what an
+//! agent may send (frame size, the shape of `Keys`) and binds the identity
+//! in `Keys` to the key the SSH session authenticated with: whatever the
+//! agent writes there is ignored.
+//!
+//! Sessions follow the config: a dial task whose host's address or identity
+//! changed, or whose host is gone, stops and is replaced; a live session
+//! whose key the config no longer lists is closed.
 
 use super::{Event, FromAgent, Options, Outgoing};
 use anyhow::Result;
@@ -56,6 +63,9 @@ impl Agents {
     fn host_of(&self, k: &VerifyingKey) -> Option<String> {
         self.0.read().ok()?.identities.get(&k.to_bytes()).cloned()
     }
+    fn dial_target(&self, host: &str) -> Option<(SocketAddr, VerifyingKey)> {
+        self.0.read().ok()?.dial.get(host).copied()
+    }
     fn dial_targets(&self) -> BTreeMap<String, (SocketAddr, VerifyingKey)> {
         self.0.read().map(|g| g.dial.clone()).unwrap_or_default()
     }
@@ -63,26 +73,44 @@ impl Agents {
 
 static SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Largest frame an agent may send: 4 MiB. The largest legitimate message
+/// is a drift report carrying the whole nft table: 1.0 MB for 10 000
+/// forwards (measured), and the YAML's 1 MiB cap allows about twice that.
+/// Plans (controller -> agent) keep warren-wire's 8 MiB.
+pub const AGENT_FRAME_MAX: usize = 4 * 1024 * 1024;
+/// At most this many WireGuard interfaces in `Keys`.
+const MAX_KEYS: usize = 64;
+/// How often a live session checks that the config still lists its key.
+const RECHECK: Duration = Duration::from_secs(1);
+
+fn wire_options() -> warren_wire::Options {
+    warren_wire::Options {
+        max_frame_in: AGENT_FRAME_MAX,
+        ..warren_wire::Options::default()
+    }
+}
+
 pub async fn start(opts: &Options, key: &SigningKey, tx: mpsc::Sender<Event>) -> Result<Agents> {
     let agents = Agents::default();
     if let Some(addr) = opts.listen {
         let a = agents.clone();
         let authorize = move |k: &VerifyingKey| a.host_of(k);
-        let listener = warren_wire::listen(addr, key.clone(), authorize).await?;
+        let listener = warren_wire::listen_with(addr, key.clone(), authorize, wire_options()).await?;
         tracing::info!(%addr, "listening for agents");
-        tokio::spawn(accept_loop(listener, tx.clone()));
+        tokio::spawn(accept_loop(listener, agents.clone(), tx.clone()));
     }
     tokio::spawn(dial_manager(agents.clone(), key.clone(), tx));
     Ok(agents)
 }
 
 /// Agents that dial us: one session task each.
-async fn accept_loop(listener: warren_wire::Listener, tx: mpsc::Sender<Event>) {
+async fn accept_loop(listener: warren_wire::Listener, agents: Agents, tx: mpsc::Sender<Event>) {
     loop {
         match listener.accept().await {
             Ok(conn) => {
                 let t = tx.clone();
-                tokio::spawn(async move { session(conn, None, t).await });
+                let a = agents.clone();
+                tokio::spawn(async move { session(conn, None, a, t).await });
             }
             Err(e) => {
                 tracing::error!("agent listener stopped: {e}");
@@ -93,7 +121,8 @@ async fn accept_loop(listener: warren_wire::Listener, tx: mpsc::Sender<Event>) {
 }
 
 /// Keep one session per dialable agent (as the last good config lists
-/// them), each redialled with backoff.
+/// them), each redialled with backoff. A task whose target changed or went
+/// away ends by itself (see [`redial`]) and is replaced here.
 async fn dial_manager(agents: Agents, key: SigningKey, tx: mpsc::Sender<Event>) {
     let mut running: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
@@ -102,35 +131,91 @@ async fn dial_manager(agents: Agents, key: SigningKey, tx: mpsc::Sender<Event>) 
             if running.contains_key(&host) {
                 continue;
             }
-            let task = redial(host.clone(), addr, expected, key.clone(), tx.clone());
+            let task = redial(
+                host.clone(),
+                addr,
+                expected,
+                key.clone(),
+                agents.clone(),
+                tx.clone(),
+            );
             running.insert(host, tokio::spawn(task));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
+/// Dial `host` at `addr` expecting `expected`, again and again, for as long
+/// as the config still says so.
 async fn redial(
     host: String,
     addr: SocketAddr,
     expected: VerifyingKey,
     key: SigningKey,
+    agents: Agents,
     tx: mpsc::Sender<Event>,
 ) {
     let mut backoff = warren_wire::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-    loop {
-        match warren_wire::dial(&addr.to_string(), key.clone(), expected).await {
+    let opts = wire_options();
+    while agents.dial_target(&host) == Some((addr, expected)) {
+        match warren_wire::dial_with(&addr.to_string(), key.clone(), expected, &opts).await {
             Ok(conn) => {
                 backoff.reset();
-                session(conn, Some(host.clone()), tx.clone()).await;
+                session(conn, Some(host.clone()), agents.clone(), tx.clone()).await;
             }
             Err(e) => tracing::debug!(host = %host, %addr, "dial failed: {e}"),
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
+    tracing::info!(host = %host, %addr, "no longer dialling this agent there: the config changed");
+}
+
+/// Whether the config in force still wants this session: the host's key
+/// is still listed as its identity, and a dialled host is still dialled
+/// there.
+fn still_wanted(agents: &Agents, host: &str, key: &VerifyingKey, dialled: Option<SocketAddr>) -> bool {
+    let listed = agents.host_of(key).as_deref() == Some(host);
+    listed && dialled.is_none_or(|a| agents.dial_target(host) == Some((a, *key)))
+}
+
+/// What is wrong with an agent's `Keys`, if anything. Their content is
+/// judged by the pipeline; here only their size and names.
+fn check_keys(wireguard: &BTreeMap<String, String>) -> Result<(), String> {
+    if wireguard.len() > MAX_KEYS {
+        return Err(format!(
+            "Keys lists {} interfaces (at most {MAX_KEYS})",
+            wireguard.len()
+        ));
+    }
+    let bad_name = |n: &String| {
+        n.is_empty()
+            || n.len() > 15
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if let Some(n) = wireguard.keys().find(|n| bad_name(n)) {
+        return Err(format!(
+            "Keys names interface {:?}, which is not an interface name",
+            n.chars().take(32).collect::<String>()
+        ));
+    }
+    if let Some((n, _)) = wireguard.iter().find(|(_, k)| k.len() > 64) {
+        return Err(format!(
+            "Keys gives interface {n} a {}-byte key",
+            wireguard[n].len()
+        ));
+    }
+    Ok(())
 }
 
 /// One authenticated session until it ends; never takes the controller down.
-async fn session(mut conn: warren_wire::Connection, expected: Option<String>, tx: mpsc::Sender<Event>) {
+async fn session(
+    mut conn: warren_wire::Connection,
+    expected: Option<String>,
+    agents: Agents,
+    tx: mpsc::Sender<Event>,
+) {
     let id = SESSION.fetch_add(1, Ordering::Relaxed);
     let host = match conn.hello("controller").await {
         Ok(h) => h,
@@ -164,8 +249,22 @@ async fn session(mut conn: warren_wire::Connection, expected: Option<String>, tx
     if tx.send(up).await.is_err() {
         return;
     }
-    let reason = relay(&mut conn, &host, &tx, out_rx).await;
+    let dialled = expected.is_some().then(|| conn.remote_addr()).flatten();
+    let key = *conn.peer_key();
+    let wanted = move |h: &str| still_wanted(&agents, h, &key, dialled);
+    let reason = relay(&mut conn, &host, &tx, out_rx, wanted).await;
     let _ = tx.send(Event::Disconnected { host, id, reason }).await;
+}
+
+/// Say why we close, then close (dropping the connection ends it).
+async fn refuse(conn: &mut warren_wire::Connection, host: &str, reason: String) -> String {
+    tracing::warn!(host, "closing the session: {reason}");
+    let _ = conn
+        .send(Message::Bye {
+            reason: reason.clone(),
+        })
+        .await;
+    reason
 }
 
 /// Messages both ways until the session ends; why it ended.
@@ -174,15 +273,27 @@ async fn relay(
     host: &str,
     tx: &mpsc::Sender<Event>,
     mut out_rx: mpsc::Receiver<Outgoing>,
+    wanted: impl Fn(&str) -> bool,
 ) -> String {
     let from = |msg| Event::FromAgent {
         host: host.to_string(),
         msg,
     };
+    // The identity is the key this session authenticated with, never what
+    // the agent writes in `Keys`.
+    let identity = warren_wire::openssh_public_key(conn.peer_key());
+    let mut recheck = tokio::time::interval(RECHECK);
     loop {
         tokio::select! {
+            _ = recheck.tick() => if !wanted(host) {
+                return refuse(conn, host, "the config no longer lists this key for this host".into()).await;
+            },
             m = conn.recv() => match m {
-                Ok(Some(Message::Keys { identity, wireguard })) => {
+                Ok(Some(Message::Keys { identity: _, wireguard })) => {
+                    if let Err(why) = check_keys(&wireguard) {
+                        return refuse(conn, host, why).await;
+                    }
+                    let identity = identity.clone();
                     let _ = tx.send(from(FromAgent::Keys { identity, wireguard })).await;
                 }
                 Ok(Some(Message::Report(r))) => {

@@ -35,6 +35,15 @@ pub struct Options {
     /// Listening side: how long a refused authentication takes (constant-time
     /// rejection, russh's `auth_rejection_time`). Default 1 s.
     pub auth_rejection_time: Duration,
+    /// Largest frame accepted from the peer (at most [`crate::MAX_FRAME`]).
+    /// A larger one ends the session before its payload is read. Default
+    /// [`crate::MAX_FRAME`]; the controller lowers it for what agents send.
+    pub max_frame_in: usize,
+    /// Listening side: connections that have not yet authenticated and
+    /// opened their session, in total. More are closed at once. Default 256.
+    pub max_preauth: usize,
+    /// Listening side: the same, per source address. Default 16.
+    pub max_preauth_per_ip: usize,
 }
 
 impl Default for Options {
@@ -44,6 +53,9 @@ impl Default for Options {
             keepalive_max: 3,
             handshake_timeout: Duration::from_secs(10),
             auth_rejection_time: Duration::from_secs(1),
+            max_frame_in: crate::MAX_FRAME,
+            max_preauth: 256,
+            max_preauth_per_ip: 16,
         }
     }
 }
@@ -229,6 +241,7 @@ impl Connection {
             peer: peer.label.clone(),
             keepalive: opts.interval(),
             dead_after: opts.dead_after(),
+            max_frame_in: opts.max_frame_in.min(crate::MAX_FRAME),
             closed: closed.clone(),
         };
         tokio::spawn(pump.run(channel, ctl, cmd_rx, in_tx));
@@ -348,6 +361,7 @@ struct Pump {
     peer: String,
     keepalive: Duration,
     dead_after: Duration,
+    max_frame_in: usize,
     closed: Arc<OnceLock<String>>,
 }
 
@@ -403,7 +417,7 @@ impl Pump {
         let (mut rd, wr) = channel.split();
         let mut tick = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut st = PumpState::new();
+        let mut st = PumpState::new(self.max_frame_in);
 
         let end = loop {
             // Back-pressure: the channel is read only while fewer than
@@ -652,9 +666,9 @@ struct PumpState {
 }
 
 impl PumpState {
-    fn new() -> Self {
+    fn new(max_frame: usize) -> Self {
         PumpState {
-            frames: FrameBuf::default(),
+            frames: FrameBuf::with_max(max_frame),
             pending: VecDeque::new(),
             last_rx: Instant::now(),
             pings: 0,

@@ -10,10 +10,21 @@ pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 const HEADER: usize = 4;
 
 fn check_len(len: usize) -> Result<(), WireError> {
-    if len > MAX_FRAME {
-        return Err(WireError::FrameTooLarge { len, max: MAX_FRAME });
+    check_len_max(len, MAX_FRAME)
+}
+
+fn check_len_max(len: usize, max: usize) -> Result<(), WireError> {
+    if len > max {
+        return Err(WireError::FrameTooLarge { len, max });
     }
     Ok(())
+}
+
+/// Just the `type` tag; every other field is skipped without being built.
+#[derive(serde::Deserialize)]
+struct Tag<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The bytes of one frame: length prefix and JSON payload.
@@ -32,25 +43,33 @@ pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, WireError> {
 
 /// Decode one payload (without its length prefix), telling invalid JSON,
 /// unknown message types and malformed known messages apart.
+///
+/// The payload is decoded straight into its typed message (after a first
+/// pass that reads only the tag): never into a generic JSON tree, which
+/// costs many times the payload's size in memory.
 pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| WireError::InvalidJson(e.to_string()))?;
-    let kind = match v.get("type") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => {
-            return Err(WireError::MalformedMessage {
-                kind: "?".into(),
-                detail: "no string \"type\" field".into(),
-            })
-        }
+    let tag: Result<Tag<'_>, _> = serde_json::from_slice(payload);
+    let kind = match tag {
+        Ok(Tag { kind: Some(k) }) => k.into_owned(),
+        Ok(Tag { kind: None }) => return Err(no_type()),
+        // Valid JSON that is not an object with a string tag.
+        Err(e) if e.is_data() => return Err(no_type()),
+        Err(e) => return Err(WireError::InvalidJson(e.to_string())),
     };
     if !MESSAGE_TYPES.contains(&kind.as_str()) {
         return Err(WireError::UnknownMessage(kind));
     }
-    serde_json::from_value(v).map_err(|e| WireError::MalformedMessage {
+    serde_json::from_slice(payload).map_err(|e| WireError::MalformedMessage {
         kind,
         detail: e.to_string(),
     })
+}
+
+fn no_type() -> WireError {
+    WireError::MalformedMessage {
+        kind: "?".into(),
+        detail: "no string \"type\" field".into(),
+    }
 }
 
 /// Write one framed message and flush.
@@ -102,12 +121,27 @@ where
 
 /// Incremental decoder for a byte stream that arrives in chunks (SSH channel
 /// data): push what arrives, pop whole messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FrameBuf {
     buf: Vec<u8>,
+    max: usize,
+}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        FrameBuf::with_max(MAX_FRAME)
+    }
 }
 
 impl FrameBuf {
+    /// A decoder refusing frames above `max` bytes (and above [`MAX_FRAME`]).
+    pub(crate) fn with_max(max: usize) -> Self {
+        FrameBuf {
+            buf: Vec::new(),
+            max: max.min(MAX_FRAME),
+        }
+    }
+
     pub(crate) fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -134,7 +168,7 @@ impl FrameBuf {
         let Some(len) = self.frame_len() else {
             return Ok(None);
         };
-        check_len(len)?;
+        check_len_max(len, self.max)?;
         let Some(payload) = self.buf.get(HEADER..HEADER + len) else {
             return Ok(None);
         };
@@ -182,5 +216,12 @@ mod tests {
         fb.push(&[0, 10, b'{']);
         assert_eq!((fb.expected(), fb.pending()), (14, 5));
         assert!(fb.next_message().unwrap().is_none());
+        // A lower cap refuses as soon as the prefix is in.
+        let mut fb = FrameBuf::with_max(100);
+        fb.push(&101u32.to_be_bytes());
+        assert!(matches!(
+            fb.next_message(),
+            Err(WireError::FrameTooLarge { len: 101, max: 100 })
+        ));
     }
 }

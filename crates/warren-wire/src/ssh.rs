@@ -9,9 +9,10 @@ use russh::keys::{Algorithm, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertif
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Preferred};
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, Mutex};
@@ -125,6 +126,7 @@ where
         authorize: Arc::new(authorize),
         opts,
         incoming: tx,
+        preauth: Arc::default(),
     });
     tracing::debug!(%local_addr, "listening");
     let task = tokio::spawn(accept_loop(tcp, shared));
@@ -140,14 +142,73 @@ struct Shared {
     authorize: Authorize,
     opts: Options,
     incoming: mpsc::Sender<Connection>,
+    preauth: Arc<StdMutex<Preauth>>,
+}
+
+/// Connections not yet authenticated with an open session: in total and by
+/// source address. Each holds file descriptors and memory for up to twice the
+/// handshake timeout, and anyone who can reach the port can open them, so
+/// they are capped (the agent shares its file-descriptor limit with the root
+/// engine's `ip`, `wg` and `nft` calls).
+#[derive(Default)]
+struct Preauth {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One pre-authentication slot; given back when dropped.
+struct PreauthSlot {
+    ip: IpAddr,
+    preauth: Arc<StdMutex<Preauth>>,
+}
+
+impl PreauthSlot {
+    /// A slot for a connection from `ip`, or `None` when a cap is reached.
+    fn take(preauth: &Arc<StdMutex<Preauth>>, ip: IpAddr, opts: &Options) -> Option<PreauthSlot> {
+        let mut p = preauth.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = p.by_ip.get(&ip).copied().unwrap_or(0);
+        if p.total >= opts.max_preauth || mine >= opts.max_preauth_per_ip {
+            return None;
+        }
+        p.total += 1;
+        p.by_ip.insert(ip, mine + 1);
+        Some(PreauthSlot {
+            ip,
+            preauth: preauth.clone(),
+        })
+    }
+}
+
+impl Drop for PreauthSlot {
+    fn drop(&mut self) {
+        let mut p = self.preauth.lock().unwrap_or_else(|e| e.into_inner());
+        p.total = p.total.saturating_sub(1);
+        if let Some(n) = p.by_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.by_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>) {
+    let mut refused: u64 = 0;
     loop {
         match tcp.accept().await {
-            Ok((sock, remote)) => {
-                tokio::spawn(serve_one(sock, remote, shared.clone()));
-            }
+            Ok((sock, remote)) => match PreauthSlot::take(&shared.preauth, remote.ip(), &shared.opts) {
+                Some(slot) => {
+                    tokio::spawn(serve_one(sock, remote, slot, shared.clone()));
+                }
+                None => {
+                    // Closed at once; logged sparingly (a flood must not flood the log).
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(%remote, refused, "too many unauthenticated connections; closing new ones");
+                    }
+                    drop(sock);
+                }
+            },
             Err(e) => {
                 // EMFILE and friends: transient; do not spin.
                 tracing::warn!("accept failed: {e}");
@@ -159,7 +220,7 @@ async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>) {
 
 /// One TCP connection: SSH, authentication, one session channel; then the
 /// [`Connection`] runs on its own and this task only waits for the end.
-async fn serve_one(sock: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+async fn serve_one(sock: TcpStream, remote: SocketAddr, slot: PreauthSlot, shared: Arc<Shared>) {
     let _ = sock.set_nodelay(true);
     let opened = Arc::new(AtomicBool::new(false));
     let handler = ServerHandler {
@@ -167,6 +228,7 @@ async fn serve_one(sock: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
         remote,
         peer: None,
         opened: opened.clone(),
+        preauth: Some(slot),
     };
     let session = match timeout(
         shared.opts.handshake_timeout,
@@ -209,6 +271,8 @@ struct ServerHandler {
     /// Set once a key is verified and authorized.
     peer: Option<(String, VerifyingKey)>,
     opened: Arc<AtomicBool>,
+    /// Given back once the session channel is open (or the connection ends).
+    preauth: Option<PreauthSlot>,
 }
 
 impl ServerHandler {
@@ -269,6 +333,7 @@ impl russh::server::Handler for ServerHandler {
             return Ok(());
         }
         reply.accept().await;
+        self.preauth = None;
         let peer = Peer {
             label: name,
             authorized: true,

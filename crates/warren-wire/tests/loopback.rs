@@ -30,6 +30,7 @@ fn opts() -> Options {
         keepalive_max: 3,
         handshake_timeout: Duration::from_secs(3),
         auth_rejection_time: Duration::from_millis(10),
+        ..Options::default()
     }
 }
 
@@ -531,4 +532,42 @@ fn report(outcome: Outcome, message: &str) -> Message {
         changes: vec![],
         at: 1_700_000_000,
     }))
+}
+
+/// Connections that never authenticate are capped per source address (and
+/// in total): the excess is closed at once, and a slot comes back as soon as
+/// a holder goes, so the legitimate peer gets in.
+#[tokio::test]
+async fn unauthenticated_connections_are_capped_and_the_excess_closed_at_once() {
+    let (srv, cli) = (key(1), key(2));
+    let o = Options {
+        max_preauth_per_ip: 2,
+        ..opts()
+    };
+    let l = listen_as(&srv, cli.verifying_key(), "agent", o.clone()).await;
+    let addr = l.local_addr();
+    let mut held = vec![];
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"SSH-2.0-x\r\n").await.unwrap();
+        held.push(s);
+    }
+    // Give the accept loop time to count both.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let _ = extra.write_all(b"SSH-2.0-x\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = timeout(Duration::from_secs(1), extra.read(&mut buf))
+        .await
+        .expect("the excess connection is closed at once, not held")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an SSH banner");
+    assert!(dial_with(addr, cli.clone(), srv.verifying_key(), &o)
+        .await
+        .is_err());
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = dial_with(addr, cli, srv.verifying_key(), &o).await.unwrap();
+    let _s = timeout(T, l.accept()).await.unwrap().unwrap();
+    drop(c);
 }
