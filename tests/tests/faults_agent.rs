@@ -253,11 +253,11 @@ fn fault_kill_9_during_apply() {
         Duration::from_secs(60),
         || !state(&w, "pending.json").exists() && in_step(&w),
     );
+    // N-1 (undone), N (finished), or N re-signed above the agent's replay
+    // floor by the controller (same content, next serial): never a serial the
+    // agent would refuse, never half of two plans.
     let serial = running(&w).0;
-    assert!(
-        serial == before || serial == before + 1,
-        "serial {serial}, before {before}"
-    );
+    assert!(serial >= before, "serial {serial}, before {before}");
     w.wait_in_sync(&c2, Duration::from_secs(60));
     Lab::wait_for("the forward", Duration::from_secs(20), || forward_works(&w));
     let logs = w.lab.logs(pid);

@@ -93,7 +93,7 @@ fn fault_partition_during_confirm_window() {
     router_applied_unconfirmed(&w, next);
     // The fault: the CGNAT box forwards nothing for 5 s (the router's
     // only way to the controller and the gateway).
-    let cut = "table inet fault {\n chain fwd { type filter hook forward priority -10; policy drop; }\n}\n";
+    let cut = "table inet fault {\n chain cut { type filter hook forward priority -10; policy drop; }\n}\n";
     w.lab.ok_with_stdin("cgnat", &["nft", "-f", "-"], cut);
     std::thread::sleep(Duration::from_secs(5));
     w.lab.ok("cgnat", &["nft", "delete", "table", "inet", "fault"]);

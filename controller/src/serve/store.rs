@@ -124,13 +124,30 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// How long start-up waits for a previous controller's lock: a process that
+/// was just killed releases it when the kernel has finished reaping it, and a
+/// restart must not fail on that race.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn open_waiting(path: &Path, wait: std::time::Duration) -> Result<Database, redb::DatabaseError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).context("corrupt record in the controller's store")
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = Database::create(dir.join("controller.redb")).with_context(|| {
+        let db = open_waiting(&dir.join("controller.redb"), LOCK_WAIT).with_context(|| {
             format!(
                 "cannot open the store in {} (is another controller running?)",
                 dir.display()
