@@ -9,7 +9,7 @@
 // Test code: a panic is a failed test with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use warren_tests::lab::Lab;
@@ -92,21 +92,6 @@ fn nested_vpn_works(w: &World) -> bool {
         .is_ok_and(|seen| seen.starts_with("192.168.17.69:"))
 }
 
-/// A shim `nft` that runs `on_write` instead of any `nft -f` (reads pass).
-fn nft_shim(w: &World, on_write: &str) -> PathBuf {
-    let dir = w.dir.join("shim");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("nft");
-    std::fs::write(
-        &p,
-        format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = \"-f\" ] && {{ {on_write}; }}; done\nexec /usr/sbin/nft \"$@\"\n"),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 /// A power cut of the router: its agent and every wireguard-go in it die,
 /// and the kernel forgets Warren's interfaces, nft table, rules, routes,
 /// sysctls and `/run`.
@@ -175,7 +160,12 @@ fn fault_nft_fails_mid_apply() {
     let _laptop = w.lab.listen("laptop", 25565);
     Lab::wait_for("the forward", Duration::from_secs(20), || forward_works(&w));
     let before = running(&w);
-    let shim = nft_shim(&w, "echo 'nft shim: refused by the fault test' >&2; exit 1");
+    let shim = shim(
+        &w,
+        "nft",
+        "*\" -f \"*",
+        "echo 'nft shim: refused by the fault test' >&2; exit 1",
+    );
     let pid = restart_router(&mut w, Some(&shim));
     Lab::wait_for("the restarted agent to settle", Duration::from_secs(20), || {
         in_step(&w)
@@ -218,13 +208,40 @@ fn fault_nft_fails_mid_apply() {
     assert!(!report.is_empty());
 }
 
-#[test]
-fn fault_kill_9_during_apply() {
-    let mut w = up("f-kill9");
+/// A shim for `prog` first on the agent's `PATH`: when its arguments match
+/// the shell `case` pattern `when`, it runs `then` before the real program.
+fn shim(w: &World, prog: &str, when: &str, then: &str) -> PathBuf {
+    let dir = w.dir.join(format!("shim-{prog}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.exists())
+        .unwrap();
+    let p = dir.join(prog);
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in {when}) {then};; esac\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// `kill -9` the router's agent while `prog` hangs in the middle of an apply
+/// (a new private VPN client and a new forward: a `wg set … peer` and an nft
+/// transaction), restart it: the host converges to N or N-1 (or N re-signed),
+/// never stays half-applied, and reports nothing as `rejected`.
+fn kill_9_while(tag: &str, prog: &str, when: &str) {
+    let mut w = up(tag);
     let _laptop = w.lab.listen("laptop", 25565);
     let before = running(&w).0;
-    let mark = w.dir.join("nft-sleeping");
-    let shim = nft_shim(&w, &format!("touch {}; sleep 60", mark.display()));
+    let mark = w.dir.join("hanging");
+    let shim = shim(&w, prog, when, &format!("touch {}; sleep 60", mark.display()));
     restart_router(&mut w, Some(&shim));
     Lab::wait_for("the restarted agent to settle", Duration::from_secs(20), || {
         in_step(&w)
@@ -244,7 +261,11 @@ fn fault_kill_9_during_apply() {
         },
         "tablet and blog",
     );
-    Lab::wait_for("nft to hang mid-apply", Duration::from_secs(60), || mark.exists());
+    Lab::wait_for(
+        &format!("{prog} to hang mid-apply"),
+        Duration::from_secs(60),
+        || mark.exists(),
+    );
     assert!(state(&w, "pending.json").exists(), "the apply is journaled");
     let pid = restart_router(&mut w, None);
 
@@ -263,6 +284,16 @@ fn fault_kill_9_during_apply() {
     let logs = w.lab.logs(pid);
     assert!(!logs.contains("rejected"), "no rejected report: {logs}");
     assert!(logs.contains("interrupted"), "{logs}");
+}
+
+#[test]
+fn fault_kill_9_during_apply_in_nft() {
+    kill_9_while("f-kill9-nft", "nft", "*\" -f \"*");
+}
+
+#[test]
+fn fault_kill_9_during_apply_in_wg_peer() {
+    kill_9_while("f-kill9-wg", "wg", "\" set \"*\" peer \"*");
 }
 
 #[test]

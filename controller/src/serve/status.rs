@@ -8,7 +8,7 @@
 //! file and the caller's clock value, and must not touch the store, the
 //! network or stdout.
 
-use super::store::{lenient_report, CommitRecord, HostRecord};
+use super::store::{lenient_report, CommitOutcome, CommitRecord, HostRecord};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -306,7 +306,15 @@ impl StatusView {
         let _ = writeln!(out, "desired commit {desired}");
         if let Some(last) = self.last_commit.as_ref().filter(|c| !c.outcome.is_accepted()) {
             let (commit, outcome) = (short(&last.commit), last.outcome.label());
-            let _ = writeln!(out, "newest commit {commit} was refused ({outcome}):");
+            // A key problem holds back only some hosts: the commit is in force.
+            let verdict = match last.outcome {
+                CommitOutcome::KeyMismatch => "is in force, but hosts are held back",
+                CommitOutcome::Compiled
+                | CommitOutcome::Unchanged
+                | CommitOutcome::Invalid
+                | CommitOutcome::Error => "was refused",
+            };
+            let _ = writeln!(out, "newest commit {commit} {verdict} ({outcome}):");
             for d in &last.diagnostics {
                 let _ = writeln!(out, "  {}", d.replace('\n', "\n  "));
             }
@@ -443,7 +451,7 @@ mod tests {
     fn text_output_is_the_table_it_always_was() {
         let text = StatusView::from(&snapshot()).render_text(100);
         let want = "desired commit 747ca24cd5fc
-newest commit b24feab21c8b was refused (key-mismatch):
+newest commit b24feab21c8b is in force, but hosts are held back (key-mismatch):
   first
   second
 host         state        applied        last seen  drift / error
