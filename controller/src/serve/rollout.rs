@@ -359,12 +359,15 @@ impl Rollout {
                     self.advance(hosts);
                 }
             }
-            _ if status.max_serial >= Some(d) => {
-                tracing::warn!(host, serial = d, floor = ?status.max_serial, "the agent is past the desired serial; re-signing above it");
-                self.outputs.push_back(Output::Resign {
-                    host: host.to_string(),
-                });
-            }
+            // Past the desired serial, or running another plan under it: the
+            // agent would refuse it, so sign it again above the floor.
+            Some(r) if r.serial == d => self.resign(host, status),
+            _ if status.max_serial > Some(d) => self.resign(host, status),
+            // At the desired serial but running an older plan: the agent is
+            // applying it (it spends the serial before it converges), or it
+            // failed and says so in a report. Neither is a reason to re-sign
+            // or re-send.
+            _ if status.max_serial == Some(d) => {}
             _ if self.is_current(host) => {
                 if let Some(s) = self.sessions.get_mut(host) {
                     s.plan_sent = None; // it does not run it: send it again
@@ -375,6 +378,13 @@ impl Rollout {
             _ => {}
         }
         self.save_if_changed(before);
+    }
+
+    fn resign(&mut self, host: &str, status: &AgentStatus) {
+        tracing::warn!(host, floor = ?status.max_serial, "the agent is past the desired serial; re-signing above it");
+        self.outputs.push_back(Output::Resign {
+            host: host.to_string(),
+        });
     }
 
     /// `host`'s desired plan was signed again (see [`Output::Resign`]):
@@ -1218,5 +1228,31 @@ mod tests {
         r.handle_status("router", &status("router", 3, 9, true), &mut h, 14);
         assert!(!drain(&mut r).iter().any(|o| matches!(o, Output::Resign { .. })));
         assert_eq!(h["router"].serial, 9);
+    }
+
+    #[test]
+    fn a_status_in_the_middle_of_an_apply_is_not_a_lost_state() {
+        // The agent spends serial 7 before it converges: a status taken then
+        // shows the floor at 7 and serial 6 still running. Re-signing would
+        // skip a serial for nothing; re-sending would apply it twice.
+        let mut r = Rollout::default();
+        let mut h = hosts(&["router"], 7, Some(6));
+        r.handle_session_up("router", 1, &mut h, 10);
+        drain(&mut r);
+        r.handle_status("router", &status("router", 7, 6, true), &mut h, 11);
+        let outs = drain(&mut r);
+        assert!(
+            !outs.iter().any(|o| matches!(o, Output::Resign { .. })),
+            "{outs:?}"
+        );
+        assert!(sent(&outs).is_empty(), "{outs:?}");
+        // The same serial with another plan under it is refused by the agent:
+        // that one is signed again.
+        let mut other = status("router", 7, 7, true);
+        if let Some(run) = other.running.as_mut() {
+            run.plan_sha256 = "0".repeat(64);
+        }
+        r.handle_status("router", &other, &mut h, 12);
+        assert!(drain(&mut r).iter().any(|o| matches!(o, Output::Resign { .. })));
     }
 }
