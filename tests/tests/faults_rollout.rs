@@ -86,6 +86,30 @@ fn fault_lost_confirm() {
 }
 
 #[test]
+fn fault_lost_applied_report() {
+    let w = converged("lost-report");
+    let next = w.serial("router") + 1;
+    let journal = w.dir.join("state-router/pending.json");
+    let c2 = w.push_forward("blog", "8080/tcp", "192.168.16.10");
+    // The fault: from the moment the router starts applying, nothing it
+    // sends reaches the controller, so its `applied` report is lost with the
+    // session it was written to.
+    Lab::wait_for("the router to start applying", Duration::from_secs(30), || {
+        journal.exists()
+    });
+    let mute =
+        "table inet fault {\n chain mute { type filter hook output priority -10; tcp dport 7701 drop; }\n}\n";
+    w.lab.ok_with_stdin("router", &["nft", "-f", "-"], mute);
+    router_applied_unconfirmed(&w, next);
+    std::thread::sleep(Duration::from_secs(3));
+    w.lab.run("router", &["ss", "-K", "dport", "=", "7701"]);
+    w.lab.ok("router", &["nft", "delete", "table", "inet", "fault"]);
+    // In sync, confirmed, no error (a rollback would be one) past the window.
+    nothing_lost(&w, &c2);
+    forward_works(&w, 8080, "server");
+}
+
+#[test]
 fn fault_partition_during_confirm_window() {
     let w = converged("partition");
     let next = w.serial("router") + 1;
