@@ -116,9 +116,11 @@ fn fault_partition_during_confirm_window() {
     let c2 = w.push_forward("blog", "8080/tcp", "192.168.16.10");
     router_applied_unconfirmed(&w, next);
     // The fault: the CGNAT box forwards nothing for 5 s (the router's
-    // only way to the controller and the gateway).
+    // only way to the controller and the gateway), and the router's session
+    // does not survive it (as when the CGNAT forgets its mapping).
     let cut = "table inet fault {\n chain cut { type filter hook forward priority -10; policy drop; }\n}\n";
     w.lab.ok_with_stdin("cgnat", &["nft", "-f", "-"], cut);
+    w.lab.run("router", &["ss", "-K", "dport", "=", "7701"]);
     std::thread::sleep(Duration::from_secs(5));
     w.lab.ok("cgnat", &["nft", "delete", "table", "inet", "fault"]);
     nothing_lost(&w, &c2);
