@@ -274,8 +274,6 @@ fn heal<S: Sys>(e: &mut Engine<S>, signed: &SignedPlan, last_drift: &mut Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::wireguard::WgMode;
-    use crate::config::Config;
     use crate::sys::Recorder;
     use crate::testing::scratch;
     use ed25519_dalek::SigningKey;
@@ -283,21 +281,7 @@ mod tests {
     const KEY: [u8; 32] = [5; 32];
 
     fn daemon(dir: &Path) -> Daemon<Recorder> {
-        let cfg = Config {
-            host: "router".into(),
-            state_dir: dir.to_path_buf(),
-            trusted_controller_keys: vec![warren_wire::key_base64(
-                &SigningKey::from_bytes(&KEY).verifying_key(),
-            )],
-            wireguard: WgMode::Kernel,
-            drift_interval_secs: 30,
-            controller: None,
-        };
-        let mut sys = Recorder::default();
-        sys.reads
-            .insert("ip -j -4 route show table all proto 77".into(), "[]".into());
-        sys.reads.insert("ip -j -4 rule show".into(), "[]".into());
-        Daemon::new(Engine::with_sys(cfg, sys).unwrap())
+        Daemon::new(crate::testing::pretend_engine(dir, KEY))
     }
 
     fn plan(serial: u64) -> SignedPlan {

@@ -638,7 +638,6 @@ fn needs_attention(outcome: Outcome) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::wireguard::WgMode;
     use crate::sys::Recorder;
     use crate::testing::{scratch, Scratch};
     use ed25519_dalek::SigningKey;
@@ -650,23 +649,7 @@ mod tests {
     /// An engine on a pretend host with no WireGuard interface and no nft
     /// table, whose `ip_forward` is 0.
     fn engine(dir: &Scratch) -> Engine<Recorder> {
-        let cfg = Config {
-            host: "router".into(),
-            state_dir: dir.to_path_buf(),
-            trusted_controller_keys: vec![warren_wire::key_base64(
-                &SigningKey::from_bytes(&CONTROLLER).verifying_key(),
-            )],
-            wireguard: WgMode::Kernel,
-            drift_interval_secs: 30,
-            controller: None,
-        };
-        let mut sys = Recorder::default();
-        sys.reads
-            .insert("ip -j -4 route show table all proto 77".into(), "[]".into());
-        sys.reads.insert("ip -j -4 rule show".into(), "[]".into());
-        sys.files
-            .insert(backend::sysctl::path("net.ipv4.ip_forward"), "0\n".into());
-        Engine::with_sys(cfg, sys).unwrap()
+        crate::testing::pretend_engine(dir, CONTROLLER)
     }
 
     fn plan() -> Plan {

@@ -537,50 +537,53 @@ fn sysctls(want: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> 
 
 /// Routes to add and routes to remove.
 fn routes(want: &[Route], have: &[Route]) -> (Vec<Change>, Vec<Change>) {
-    let add = want
-        .iter()
-        .filter(|r| !have.contains(r))
-        .map(|r| {
-            Change::missing(
-                format!("route {}", route_text(r)),
-                RoutingOp::AddRoute { route: r.clone() },
-            )
-        })
-        .collect();
-    let del = have
-        .iter()
-        .filter(|r| !want.contains(r))
-        .map(|r| {
-            Change::unwanted(
-                format!("route {}", route_text(r)),
-                RoutingOp::DelRoute { route: r.clone() },
-            )
-        })
-        .collect();
-    (add, del)
+    added_and_removed(
+        want,
+        have,
+        |r| format!("route {}", route_text(r)),
+        |route, add| {
+            if add {
+                RoutingOp::AddRoute { route }
+            } else {
+                RoutingOp::DelRoute { route }
+            }
+        },
+    )
 }
 
 /// Rules to add and rules to remove.
 fn rules(want: &[PolicyRule], have: &[PolicyRule]) -> (Vec<Change>, Vec<Change>) {
+    added_and_removed(
+        want,
+        have,
+        |r| format!("rule {}", rule_text(r)),
+        |rule, add| {
+            if add {
+                RoutingOp::AddRule { rule }
+            } else {
+                RoutingOp::DelRule { rule }
+            }
+        },
+    )
+}
+
+/// What `want` has that `have` lacks (to add, `op(item, true)`), and what
+/// `have` has that `want` lacks (to remove, `op(item, false)`), in order.
+fn added_and_removed<T: PartialEq + Clone>(
+    want: &[T],
+    have: &[T],
+    resource: impl Fn(&T) -> String,
+    op: impl Fn(T, bool) -> RoutingOp,
+) -> (Vec<Change>, Vec<Change>) {
     let add = want
         .iter()
-        .filter(|r| !have.contains(r))
-        .map(|r| {
-            Change::missing(
-                format!("rule {}", rule_text(r)),
-                RoutingOp::AddRule { rule: r.clone() },
-            )
-        })
+        .filter(|x| !have.contains(x))
+        .map(|x| Change::missing(resource(x), op(x.clone(), true)))
         .collect();
     let del = have
         .iter()
-        .filter(|r| !want.contains(r))
-        .map(|r| {
-            Change::unwanted(
-                format!("rule {}", rule_text(r)),
-                RoutingOp::DelRule { rule: r.clone() },
-            )
-        })
+        .filter(|x| !want.contains(x))
+        .map(|x| Change::unwanted(resource(x), op(x.clone(), false)))
         .collect();
     (add, del)
 }
