@@ -229,7 +229,7 @@ mod recorder {
     /// writes are recorded in `log`, one line each.
     #[derive(Debug, Default)]
     pub struct Recorder {
-        /// Stdout of read commands, by command line (`ip -j -4 rule show`).
+        /// Stdout of read commands, by command line (`ip -N -j -4 rule show`).
         /// A command not listed fails the way a missing object does
         /// (`ip`: "does not exist", `nft`: "No such file or directory").
         pub reads: BTreeMap<String, String>,

@@ -50,8 +50,8 @@ pub fn pretend_engine(dir: &Path, controller_seed: [u8; 32]) -> Engine<Recorder>
     };
     let mut sys = Recorder::default();
     sys.reads
-        .insert("ip -j -4 route show table all proto 77".into(), "[]".into());
-    sys.reads.insert("ip -j -4 rule show".into(), "[]".into());
+        .insert("ip -N -j -4 route show table all proto 77".into(), "[]".into());
+    sys.reads.insert("ip -N -j -4 rule show".into(), "[]".into());
     sys.files
         .insert(crate::backend::sysctl::path("net.ipv4.ip_forward"), "0\n".into());
     Engine::with_sys(cfg, sys).unwrap()

@@ -427,3 +427,40 @@ fn fault_disk_full_state_dir() {
         },
     );
 }
+
+#[test]
+fn fault_named_routing_table() {
+    let w = up("f-rt-name");
+    let _laptop = w.lab.listen("laptop", 25565);
+    // The fault: the router's owner names table 100 in rt_tables (only in
+    // the router's own mount namespace), so `ip` prints "wan" for it.
+    let tables = w.dir.join("rt_tables");
+    std::fs::write(&tables, "255\tlocal\n254\tmain\n253\tdefault\n100\twan\n").unwrap();
+    let target = "/etc/iproute2/rt_tables";
+    w.lab.ok(
+        "router",
+        &["sh", "-c", &format!("[ -e {target} ] || touch {target}")],
+    );
+    w.lab.ok(
+        "router",
+        &["mount", "--bind", &tables.display().to_string(), target],
+    );
+    assert!(
+        w.lab.ok("router", &["ip", "rule", "show"]).contains("lookup wan"),
+        "the name is in effect"
+    );
+    // Warren still sees its own rules and routes: nothing to do, and the
+    // daemon's drift checks stay quiet (no duplicate rules).
+    let v = agent_cmd(&w.dir, "router", &["diff"]);
+    let r: Vec<&str> = v.iter().map(String::as_str).collect();
+    let out = w.lab.run("router", &r);
+    assert!(
+        out.status.success(),
+        "diff: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rules = w.lab.ok("router", &["ip", "rule", "show"]);
+    assert_eq!(rules.matches("lookup wan").count(), 2, "{rules}");
+    Lab::wait_for("the forward", Duration::from_secs(20), || forward_works(&w));
+}

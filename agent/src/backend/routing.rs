@@ -123,11 +123,15 @@ impl Backend for Routing {
     }
     fn observe(&self, sys: &dyn Sys, _: &Scope, state: &mut State) -> Result<()> {
         let proto = RT_PROTO.to_string();
+        // `-N`: tables and protocols as numbers even where /etc/iproute2
+        // names them (`100 wan` in rt_tables is common); a name would make
+        // Warren's routes and rules invisible, and heal would add them again
+        // and again.
         state.routes = parse_routes(&sys.read(
             "ip",
-            &["-j", "-4", "route", "show", "table", "all", "proto", &proto],
+            &["-N", "-j", "-4", "route", "show", "table", "all", "proto", &proto],
         )?);
-        state.rules = parse_rules(&sys.read("ip", &["-j", "-4", "rule", "show"])?);
+        state.rules = parse_rules(&sys.read("ip", &["-N", "-j", "-4", "rule", "show"])?);
         Ok(())
     }
     fn apply(&mut self, sys: &mut dyn Sys, op: &RoutingOp) -> Result<Option<Claim>> {
