@@ -285,18 +285,7 @@ mod tests {
     }
 
     fn plan(serial: u64) -> SignedPlan {
-        let p = warren_plan::Plan {
-            format: warren_plan::FORMAT,
-            host: "router".into(),
-            platform: warren_plan::Platform::Linux,
-            drift: Drift::Report,
-            sysctls: Default::default(),
-            wireguard: vec![],
-            routes: vec![],
-            rules: vec![],
-            firewall: warren_plan::Firewall::None,
-            notes: vec![],
-        };
+        let p = warren_plan::Plan::empty("router");
         warren_plan::sign(p, serial, "c0ffee", 60, 1, &SigningKey::from_bytes(&KEY))
     }
 

@@ -564,19 +564,7 @@ impl<S: Sys> Engine<S> {
 
     /// Remove everything Warren owns on this host and restore sysctls.
     pub fn teardown(&mut self) -> Result<Vec<Change>> {
-        let empty = Plan {
-            format: warren_plan::FORMAT,
-            host: self.cfg.host.clone(),
-            platform: warren_plan::Platform::Linux,
-            drift: warren_plan::Drift::Report,
-            sysctls: BTreeMap::new(),
-            wireguard: vec![],
-            routes: vec![],
-            rules: vec![],
-            firewall: Firewall::None,
-            notes: vec![],
-        };
-        let (changes, _) = self.converge(&empty, None)?;
+        let (changes, _) = self.converge(&Plan::empty(&self.cfg.host), None)?;
         let mut owned = self.store.owned()?;
         for (k, v) in std::mem::take(&mut owned.sysctl_orig) {
             if let Err(e) = backend::sysctl::write(&mut self.sys, &k, &v) {

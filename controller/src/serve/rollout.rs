@@ -541,21 +541,10 @@ fn desired_serial(rec: &HostRecord) -> Option<u64> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
-    use warren_plan::{Drift, Firewall, Plan, Platform};
+    use warren_plan::Plan;
 
     fn plan(host: &str, serial: u64) -> warren_plan::SignedPlan {
-        let plan = Plan {
-            format: 1,
-            host: host.into(),
-            platform: Platform::Linux,
-            drift: Drift::Report,
-            sysctls: BTreeMap::new(),
-            wireguard: vec![],
-            routes: vec![],
-            rules: vec![],
-            firewall: Firewall::None,
-            notes: vec![],
-        };
+        let plan = Plan::empty(host);
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         warren_plan::sign(plan, serial, &format!("c{serial}"), 60, 1, &key)
     }

@@ -27,7 +27,7 @@ pub use mtu::Mtus;
 
 use std::collections::BTreeMap;
 use warren_model::model::{self, Config, DriftPolicy, Host, Role};
-use warren_plan::{Drift, Firewall, PeerKey, Plan, FORMAT};
+use warren_plan::{Drift, PeerKey, Plan};
 
 /// WireGuard public keys by (host, interface): pinned in the YAML, or
 /// reported by agents (the controller adds those).
@@ -106,18 +106,11 @@ pub fn compile_host(cfg: &Config, keys: &KeyBook, host: &str) -> Result<Option<P
 /// and IPv4 forwarding on (both roles route other machines' packets).
 fn base(h: &Host) -> Plan {
     Plan {
-        format: FORMAT,
-        host: h.name.clone(),
-        platform: warren_plan::Platform::Linux,
         drift: match h.drift {
             DriftPolicy::Report => Drift::Report,
             DriftPolicy::Heal => Drift::Heal,
         },
         sysctls: BTreeMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())]),
-        wireguard: Vec::new(),
-        routes: Vec::new(),
-        rules: Vec::new(),
-        firewall: Firewall::None,
-        notes: Vec::new(),
+        ..Plan::empty(&h.name)
     }
 }

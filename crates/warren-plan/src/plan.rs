@@ -170,6 +170,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan that wants nothing on `host` (Linux, drift reported): what
+    /// teardown converges to, and what the compiler starts each host from.
+    pub fn empty(host: &str) -> Plan {
+        Plan {
+            format: FORMAT,
+            host: host.to_string(),
+            platform: Platform::Linux,
+            drift: Drift::Report,
+            sysctls: BTreeMap::new(),
+            wireguard: Vec::new(),
+            routes: Vec::new(),
+            rules: Vec::new(),
+            firewall: Firewall::None,
+            notes: Vec::new(),
+        }
+    }
+
     /// Peers whose public key is still awaited from their agent.
     pub fn pending_keys(&self) -> Vec<(String, String)> {
         let mut v = Vec::new();

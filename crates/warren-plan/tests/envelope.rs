@@ -5,20 +5,13 @@
 
 use ed25519_dalek::SigningKey;
 use std::collections::BTreeMap;
-use warren_plan::{sign, verify, Drift, Firewall, Plan, Platform, SignedPlan, VerifyError, FORMAT};
+use warren_plan::{sign, verify, Plan, SignedPlan, VerifyError};
 
 fn plan(host: &str) -> Plan {
     Plan {
-        format: FORMAT,
-        host: host.into(),
-        platform: Platform::Linux,
-        drift: Drift::Report,
         sysctls: BTreeMap::from([("net.ipv4.ip_forward".into(), "1".into())]),
-        wireguard: vec![],
-        routes: vec![],
-        rules: vec![],
-        firewall: Firewall::None,
         notes: vec!["n".into()],
+        ..Plan::empty(host)
     }
 }
 

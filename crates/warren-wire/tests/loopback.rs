@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use warren_plan::{Drift, Firewall, Plan, Platform, SignedPlan};
+use warren_plan::{Plan, SignedPlan};
 use warren_wire::{
     dial_with, listen_with, Connection, Listener, Message, Options, Outcome, Report, Side, WireError,
 };
@@ -47,16 +47,9 @@ async fn listen_as(id: &SigningKey, peer: VerifyingKey, peer_name: &str, o: Opti
 
 fn signed_plan(controller: &SigningKey) -> SignedPlan {
     let plan = Plan {
-        format: warren_plan::FORMAT,
-        host: "router".into(),
-        platform: Platform::Linux,
-        drift: Drift::Report,
         sysctls: BTreeMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())]),
-        wireguard: vec![],
-        routes: vec![],
-        rules: vec![],
-        firewall: Firewall::None,
         notes: vec!["test".into()],
+        ..Plan::empty("router")
     };
     warren_plan::sign(plan, 7, "abc123", 60, 1_700_000_000, controller)
 }
