@@ -172,20 +172,7 @@ fn fault_nft_fails_mid_apply() {
     });
 
     // A new peer on wg1 (applied before the nft step) and a new forward.
-    w.push(
-        |y| {
-            y.replace(
-                "      routes: [192.168.17.1/32, 192.168.16.0/24]\n",
-                &format!("      routes: [192.168.17.1/32, 192.168.16.0/24]\n{TABLET}"),
-            )
-            .replacen(
-                "forwards:\n",
-                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
-                1,
-            )
-        },
-        "tablet and blog",
-    );
+    push_tablet_and_blog(&w);
     Lab::wait_for("the failed apply", Duration::from_secs(60), || {
         w.lab.logs(pid).contains("restored the last confirmed plan")
     });
@@ -206,6 +193,25 @@ fn fault_nft_fails_mid_apply() {
     let report = std::fs::read_to_string(state(&w, "report.json")).unwrap();
     assert!(alive(pid), "the daemon keeps running");
     assert!(!report.is_empty());
+}
+
+/// A commit that adds a private VPN client (a new peer on wg1, applied
+/// before the nft step) and a forward (the nft step).
+fn push_tablet_and_blog(w: &World) -> String {
+    w.push(
+        |y| {
+            y.replace(
+                "      routes: [192.168.17.1/32, 192.168.16.0/24]\n",
+                &format!("      routes: [192.168.17.1/32, 192.168.16.0/24]\n{TABLET}"),
+            )
+            .replacen(
+                "forwards:\n",
+                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
+                1,
+            )
+        },
+        "tablet and blog",
+    )
 }
 
 /// A shim for `prog` first on the agent's `PATH`: when its arguments match
@@ -247,20 +253,7 @@ fn kill_9_while(tag: &str, prog: &str, when: &str) {
         in_step(&w)
     });
 
-    let c2 = w.push(
-        |y| {
-            y.replace(
-                "      routes: [192.168.17.1/32, 192.168.16.0/24]\n",
-                &format!("      routes: [192.168.17.1/32, 192.168.16.0/24]\n{TABLET}"),
-            )
-            .replacen(
-                "forwards:\n",
-                "forwards:\n  blog: { port: 8080/tcp, to: 192.168.16.10 }\n",
-                1,
-            )
-        },
-        "tablet and blog",
-    );
+    let c2 = push_tablet_and_blog(&w);
     Lab::wait_for(
         &format!("{prog} to hang mid-apply"),
         Duration::from_secs(60),
