@@ -54,6 +54,10 @@ pub struct Owned {
 /// Most undelivered reports kept.
 pub const MAX_OUTBOX: usize = 200;
 
+/// See [`Store::status_stamp`]: inode, modification time and length of
+/// each file, `None` where it does not exist.
+pub type Stamp = [Option<(u64, i64, i64, u64)>; 2];
+
 #[derive(Debug)]
 pub struct Store {
     pub dir: PathBuf,
@@ -95,6 +99,19 @@ impl Store {
             }
         }
     }
+    /// When, and to what length, the files behind the agent's status
+    /// (`applied.json`, `serial.json`) were last written: every write
+    /// replaces the file, so an equal stamp means unchanged content.
+    pub fn status_stamp(&self) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        let of = |name: &str| {
+            std::fs::metadata(self.dir.join(name))
+                .ok()
+                .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+        };
+        [of("applied.json"), of("serial.json")]
+    }
+
     pub fn applied(&self) -> Result<Option<Applied>> {
         self.get("applied.json")
     }
@@ -293,6 +310,20 @@ mod tests {
         assert_eq!(q.len(), MAX_OUTBOX);
         assert_eq!(q.first(), Some(&6));
         assert_eq!(q.last(), Some(&n));
+    }
+
+    #[test]
+    fn the_status_stamp_changes_with_every_write_and_only_then() {
+        let dir = crate::testing::scratch("store-stamp");
+        let store = Store::open(&dir).unwrap();
+        let empty = store.status_stamp();
+        assert_eq!(empty, [None, None]);
+        store.raise_serial(3).unwrap();
+        let one = store.status_stamp();
+        assert_ne!(one, empty);
+        assert_eq!(store.status_stamp(), one, "reading changes nothing");
+        store.raise_serial(4).unwrap();
+        assert_ne!(store.status_stamp(), one);
     }
 
     #[test]

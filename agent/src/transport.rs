@@ -169,6 +169,10 @@ struct Session {
     sent_upto: u64,
     status: Option<AgentStatus>,
     status_at: Instant,
+    /// The state files `status` was read from, as they were then: the
+    /// running plan can be megabytes, so it is parsed again only when a
+    /// file changed, not on every tick.
+    status_from: Option<crate::store::Stamp>,
 }
 
 impl Session {
@@ -181,6 +185,7 @@ impl Session {
             sent_upto: 0,
             status: None,
             status_at: Instant::now(),
+            status_from: None,
         })
     }
 
@@ -248,8 +253,19 @@ impl Session {
     /// Where the agent stands: at session start, on every change (a new
     /// plan, a confirmation, a rollback) and as a heartbeat.
     async fn send_status(&mut self, conn: &Connection, first: bool) -> Result<()> {
-        let now = match agent_status(&self.store) {
-            Ok(st) => st,
+        let due = self.status_at.elapsed() >= Duration::from_secs(STATUS_HEARTBEAT_SECS);
+        let stamp = self.store.status_stamp();
+        // The heartbeat always reads the files again: a stamp is a cheap
+        // signal, not a proof (file times are coarse).
+        let cached = self
+            .status
+            .clone()
+            .filter(|_| !due && self.status_from == Some(stamp));
+        let now = match cached.map_or_else(|| agent_status(&self.store), Ok) {
+            Ok(st) => {
+                self.status_from = Some(stamp);
+                st
+            }
             Err(e) => {
                 tracing::warn!("cannot read the agent's state for status: {e:#}");
                 match &self.status {
@@ -258,7 +274,6 @@ impl Session {
                 }
             }
         };
-        let due = self.status_at.elapsed() >= Duration::from_secs(STATUS_HEARTBEAT_SECS);
         if first || due || self.status.as_ref() != Some(&now) {
             conn.send(Message::Status(now.clone())).await?;
             self.status = Some(now);
