@@ -7,7 +7,7 @@ warren_install_deps() {
     local need=() p pkgs
     # Build: libgit2's https/ssh transports need OpenSSL. Lab: WireGuard
     # (userspace), nftables, iproute2, git.
-    pkgs="nftables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
+    pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
     [ "${1:-}" = test ] && pkgs="$pkgs openssh-server"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

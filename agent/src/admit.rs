@@ -5,8 +5,10 @@
 //! - set the sysctls a network plan needs ([`SYSCTLS`], values plain digits);
 //! - name interfaces and devices that are valid Linux names
 //!   ([`valid_ifname`]: they become file paths and `/proc/sys` directories);
-//! - use the nft table [`warren_plan::nft::TABLE`] and routing tables other
+//! - use the nft table [`warren_plan::nft::TABLE`], iptables chains named
+//!   `WARREN-*` jumped to from built-in chains, and routing tables other
 //!   than 0 and 253-255 (`default`, `main`, `local`);
+//! - open foreign firewalls only with rules that accept;
 //! - manage a WireGuard interface only if Warren created it or it does not
 //!   exist yet (adopting an existing one is not supported).
 //!
@@ -16,7 +18,8 @@ use crate::keys::valid_ifname;
 use crate::store::Store;
 use crate::sys::Sys;
 use std::collections::BTreeSet;
-use warren_plan::nft::{Match, NftTable, TABLE};
+use warren_plan::ipt::{IptRuleset, CHAIN_PREFIX};
+use warren_plan::nft::{Match, Rule, Stmt, TABLE};
 use warren_plan::{Firewall, Plan, VerifyError};
 
 /// Sysctls a plan may set; `*` is one interface name (or `all`).
@@ -55,11 +58,13 @@ pub fn content(plan: &Plan) -> Result<(), String> {
             ));
         }
     }
+    openings(plan)?;
     match &plan.firewall {
         Firewall::Nftables(t) if t.name != TABLE => Err(format!(
             "nft table {:?} is not Warren's; a plan may only replace table ip {TABLE}",
             t.name
         )),
+        Firewall::Iptables(r) => iptables_chains(r),
         Firewall::Nftables(_) | Firewall::None => Ok(()),
     }
 }
@@ -89,14 +94,20 @@ fn sysctl(key: &str, value: &str) -> Result<(), String> {
 fn device_names(plan: &Plan) -> Vec<&str> {
     let mut names: Vec<&str> = plan.wireguard.iter().map(|i| i.name.as_str()).collect();
     names.extend(plan.routes.iter().map(|r| r.dev.as_str()));
-    if let Firewall::Nftables(t) = &plan.firewall {
-        names.extend(nft_interfaces(t));
+    let mut rules: Vec<&Rule> = Vec::new();
+    match &plan.firewall {
+        Firewall::Nftables(t) => rules.extend(t.chains.iter().flat_map(|c| &c.rules)),
+        Firewall::Iptables(r) => rules.extend(r.chains.iter().flat_map(|c| &c.rules)),
+        Firewall::None => {}
     }
+    rules.extend(&plan.openings.input);
+    rules.extend(&plan.openings.forward);
+    names.extend(rule_interfaces(rules));
     names
 }
 
-fn nft_interfaces(t: &NftTable) -> impl Iterator<Item = &str> {
-    let matches = t.chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.matches);
+fn rule_interfaces(rules: Vec<&Rule>) -> impl Iterator<Item = &str> {
+    let matches = rules.into_iter().flat_map(|r| &r.matches);
     matches.filter_map(|m| match m {
         Match::Iif(i) | Match::NotIif(i) | Match::Oif(i) => Some(i.as_str()),
         Match::CtNew
@@ -104,8 +115,60 @@ fn nft_interfaces(t: &NftTable) -> impl Iterator<Item = &str> {
         | Match::DportIn(..)
         | Match::TcpSyn
         | Match::MssAbove(_)
-        | Match::DaddrIs(_) => None,
+        | Match::DaddrIs(_)
+        | Match::SaddrIs(_)
+        | Match::Dport(..)
+        | Match::Sport(..)
+        | Match::CtEstablished
+        | Match::CtDnat => None,
     })
+}
+
+/// Built-in chains an owned iptables chain may be jumped to from.
+const IPT_BUILTIN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
+/// Warren's iptables chains: only `WARREN-*` names (valid iptables chain
+/// names), jumped to from a built-in chain, with rules iptables can say.
+fn iptables_chains(r: &IptRuleset) -> Result<(), String> {
+    for c in &r.chains {
+        let valid = c.name.len() <= 28
+            && c.name.starts_with(CHAIN_PREFIX)
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(format!(
+                "iptables chain {:?} is not Warren's; a plan may only write chains named {CHAIN_PREFIX}… (at most 28 of A-Z a-z 0-9 - _)",
+                c.name
+            ));
+        }
+        if !IPT_BUILTIN.contains(&c.from.as_str()) {
+            return Err(format!(
+                "iptables chain {} is jumped to from {:?}, which is not a built-in chain ({})",
+                c.name,
+                c.from,
+                IPT_BUILTIN.join(", ")
+            ));
+        }
+        for rule in &c.rules {
+            warren_plan::ipt::rule_args(rule).map_err(|e| format!("iptables chain {}: {e}", c.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Openings accept; they never drop, mark or rewrite a packet.
+fn openings(plan: &Plan) -> Result<(), String> {
+    let rules = plan.openings.input.iter().chain(&plan.openings.forward);
+    for r in rules {
+        if r.stmts.iter().any(|s| !matches!(s, Stmt::Accept | Stmt::Counter)) {
+            return Err(format!(
+                "an opening may only accept packets, this one does `{}`",
+                r.render()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuse a plan that would manage a WireGuard interface that exists on
@@ -136,7 +199,7 @@ pub fn foreign_interfaces(plan: &Plan, sys: &dyn Sys, owned: &BTreeSet<String>) 
 mod tests {
     use super::*;
     use crate::sys::Recorder;
-    use warren_plan::nft::{Chain, ChainType, Hook, Rule};
+    use warren_plan::nft::{Chain, ChainType, Hook, NftTable};
     use warren_plan::{Drift, Platform, PolicyRule, Route, WgInterface, FORMAT};
 
     fn plan() -> Plan {
@@ -170,6 +233,7 @@ mod tests {
                 table: 100,
             }],
             firewall: Firewall::None,
+            openings: Default::default(),
             notes: vec![],
         }
     }

@@ -14,7 +14,7 @@ use crate::sys::{Live, Sys};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use warren_host::unix_now;
-use warren_plan::diff::{NftOp, OwnKey};
+use warren_plan::diff::{IptOp, NftOp, OwnKey};
 use warren_plan::{Change, Context, Firewall, NftMemory, Op, Plan, SignedPlan, State, VerifyError};
 use warren_wire::{Outcome, Report};
 
@@ -53,6 +53,7 @@ fn dispatch(backends: &mut Backends, sys: &mut dyn Sys, op: &Op) -> Result<Optio
         Op::Sysctl(op) => backends.sysctl.apply(sys, op),
         Op::Routing(op) => backends.routing.apply(sys, op),
         Op::Nft(op) => backends.nft.apply(sys, op),
+        Op::Ipt(op) => backends.iptables.apply(sys, op),
     }
 }
 
@@ -221,21 +222,25 @@ impl<S: Sys> Engine<S> {
         mem: Option<&NftMemory>,
         changes: &[Change],
     ) -> Result<Option<NftMemory>> {
-        let table = match &plan.firewall {
-            Firewall::Nftables(t) => t,
+        let digest = match &plan.firewall {
+            Firewall::Nftables(t) => warren_plan::hash_hex(t),
+            Firewall::Iptables(r) => warren_plan::hash_hex(r),
             Firewall::None => return Ok(None),
         };
-        let digest = warren_plan::hash_hex(table);
-        let replaced = changes
-            .iter()
-            .any(|c| matches!(c.op, Op::Nft(NftOp::ReplaceTable { .. })));
+        let replaced = changes.iter().any(|c| {
+            matches!(
+                c.op,
+                Op::Nft(NftOp::ReplaceTable { .. }) | Op::Ipt(IptOp::ReplaceChains { .. })
+            )
+        });
         if let Some(m) = mem.filter(|m| m.digest == digest && !replaced) {
             return Ok(Some(m.clone()));
         }
-        Ok(backend::nft::read(&self.sys)?.map(|s| NftMemory {
-            digest,
-            normalized: s.normalized,
-        }))
+        let normalized = match &plan.firewall {
+            Firewall::Iptables(_) => self.backends.iptables.read(&self.sys)?.map(|s| s.normalized),
+            Firewall::Nftables(_) | Firewall::None => backend::nft::read(&self.sys)?.map(|s| s.normalized),
+        };
+        Ok(normalized.map(|normalized| NftMemory { digest, normalized }))
     }
 
     /// The running plan: `applied.json`, or, when that cannot be read (a
@@ -679,6 +684,7 @@ mod tests {
                 maps: vec![],
                 chains: vec![],
             }),
+            openings: Default::default(),
             notes: vec![],
         }
     }

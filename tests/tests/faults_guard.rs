@@ -165,6 +165,7 @@ fn plan(sysctls: &[(&str, &str)]) -> Plan {
         routes: vec![],
         rules: vec![],
         firewall: Firewall::None,
+        openings: Default::default(),
         notes: vec![],
     }
 }

@@ -8,6 +8,7 @@
 //! Warren owns); the one thing on disk they use, WireGuard's key directory,
 //! is handed to [`wireguard::WireGuard`] when it is built.
 
+pub mod iptables;
 pub mod nft;
 pub mod routing;
 pub mod sysctl;
@@ -59,6 +60,7 @@ pub struct Backends {
     pub sysctl: sysctl::Sysctl,
     pub routing: routing::Routing,
     pub nft: nft::Nft,
+    pub iptables: iptables::Iptables,
 }
 
 impl Backends {
@@ -68,6 +70,7 @@ impl Backends {
             sysctl: sysctl::Sysctl,
             routing: routing::Routing,
             nft: nft::Nft,
+            iptables: iptables::Iptables,
         }
     }
 
@@ -78,6 +81,7 @@ impl Backends {
         observe_with(&self.sysctl, sys, scope, &mut state)?;
         observe_with(&self.routing, sys, scope, &mut state)?;
         observe_with(&self.nft, sys, scope, &mut state)?;
+        observe_with(&self.iptables, sys, scope, &mut state)?;
         Ok(state)
     }
 }

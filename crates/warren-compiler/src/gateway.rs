@@ -42,6 +42,7 @@ pub(crate) fn plan(cfg: &Config, keys: &KeyBook, host: &Host) -> Plan {
         forward_listed(&uplink, wan.router_address, listed_ports(cfg))
     };
     plan.notes.push(inbound.note);
+    plan.openings = crate::openings::gateway(cfg, host);
     plan.notes.extend(tunnel_notes(wan, mtus));
     plan.firewall = Firewall::Nftables(NftTable {
         name: TABLE.into(),

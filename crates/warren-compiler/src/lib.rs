@@ -19,6 +19,7 @@ mod client;
 mod forwards;
 mod gateway;
 mod mtu;
+mod openings;
 mod ports;
 mod router;
 

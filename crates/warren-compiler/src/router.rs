@@ -38,6 +38,7 @@ pub(crate) fn plan(cfg: &Config, keys: &KeyBook, host: &Host) -> Plan {
         mtus.wan, mtus.path
     ));
     plan.notes.extend(cfg.forwards.iter().map(forwards::note));
+    plan.openings = crate::openings::router(cfg, host);
     let (forwards_chain, maps) = forwards::chain_and_maps(&wan.interface, &cfg.forwards);
     plan.firewall = Firewall::Nftables(NftTable {
         name: TABLE.into(),

@@ -2,7 +2,7 @@
 //! address parsed, every cross-reference checked. The compiler reads only this.
 
 use crate::net::Ipv4Cidr;
-pub use crate::schema::{DriftPolicy, Platform, Role};
+pub use crate::schema::{DriftPolicy, ForeignFirewall, Netfilter, Platform, Role};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -164,6 +164,10 @@ pub struct Host {
     pub wireguard_keys: BTreeMap<String, WgKey>,
     /// What the agent does about drift; `report` by default.
     pub drift: DriftPolicy,
+    /// How its firewall rules are written; `nftables` by default.
+    pub netfilter: Netfilter,
+    /// What Warren does about the host's own firewall; `auto` by default.
+    pub foreign_firewall: ForeignFirewall,
 }
 
 /// The WireGuard tunnel the router dials out to the gateway (`wan_vpn`).

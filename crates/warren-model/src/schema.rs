@@ -78,6 +78,33 @@ pub enum DriftPolicy {
     Heal,
 }
 
+/// How a Linux host's firewall rules are written (`netfilter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(description = "")]
+pub enum Netfilter {
+    /// Warren's own nftables table `ip warren`, replaced in one transaction (default).
+    Nftables,
+    /// Owned `WARREN-*` iptables chains, applied with `iptables-restore --noflush`,
+    /// for hosts without nftables (the variant the host uses: nft or legacy).
+    Iptables,
+}
+
+/// What Warren does about the host's own firewall (`foreign_firewall`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(description = "")]
+pub enum ForeignFirewall {
+    /// Where the host's firewall (cloud image rules, Docker, ufw, a home
+    /// firewall) would drop Warren's traffic, open exactly Warren's own paths
+    /// through it: an owned `WARREN-*` chain reached by one jump rule at the top
+    /// of the foreign chain (default).
+    Auto,
+    /// Touch nothing outside Warren's own table; `warren-agent doctor` says
+    /// what the host's firewall drops and what to run about it.
+    OwnTableOnly,
+}
+
 /// One machine. Which keys apply depends on `role`.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +150,14 @@ pub struct HostDoc {
     /// What the agent does when live state drifts from the plan.
     #[serde(default)]
     pub drift: Option<Sp<DriftPolicy>>,
+    /// Linux only: `nftables` (default) or `iptables` (for hosts without nftables).
+    #[serde(default)]
+    pub netfilter: Option<Sp<Netfilter>>,
+    /// Linux only: `auto` (default) opens exactly Warren's own paths through the
+    /// host's firewall where it would drop them; `own-table-only` leaves the
+    /// host's firewall alone (`warren-agent doctor` explains what it drops).
+    #[serde(default)]
+    pub foreign_firewall: Option<Sp<ForeignFirewall>>,
 }
 
 /// One LAN behind the router (`hosts.<router>.lans.<name>`).

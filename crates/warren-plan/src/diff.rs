@@ -9,10 +9,11 @@
 //! the order in which the results are applied. Like the rest of the crate it
 //! must not touch the host: no I/O, no clock.
 
+use crate::ipt::IptRuleset;
 use crate::net::Ipv4Cidr;
 use crate::nft::{NftTable, TABLE};
 use crate::plan::{Firewall, PeerKey, Plan, PolicyRule, Route, WgInterface, WgPeer};
-use crate::state::{InterfaceState, NftMemory, NftState, PeerState, State};
+use crate::state::{InterfaceState, IptState, NftMemory, NftState, PeerState, State};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -34,6 +35,8 @@ pub enum Op {
     Routing(RoutingOp),
     /// Warren's nftables table ([`crate::nft::TABLE`]).
     Nft(NftOp),
+    /// Warren's iptables chains ([`crate::ipt::CHAIN_PREFIX`]).
+    Ipt(IptOp),
 }
 
 /// An operation on a WireGuard interface.
@@ -159,6 +162,26 @@ pub enum NftOp {
     DeleteTable,
 }
 
+/// An operation on Warren's iptables chains (`netfilter: iptables`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IptOp {
+    /// Make the owned chains and their jump rules exactly `ruleset`, in one
+    /// `iptables-restore --noflush` transaction.
+    ReplaceChains {
+        /// The chains the plan wants.
+        ruleset: IptRuleset,
+    },
+    /// Remove every owned chain and its jump rule.
+    DeleteChains,
+}
+
+impl From<IptOp> for Op {
+    fn from(op: IptOp) -> Op {
+        Op::Ipt(op)
+    }
+}
+
 impl From<WgOp> for Op {
     fn from(op: WgOp) -> Op {
         Op::Wg(op)
@@ -269,13 +292,22 @@ pub fn diff(plan: &Plan, live: &State, cx: &Context) -> Vec<Change> {
                 .table
                 .extend(replace_table(table, live.nft.as_ref(), cx.nft_memory))
         }
-        Firewall::None => {
-            if live.nft.is_some() {
-                phases
-                    .stale_table
-                    .push(Change::unwanted(table_resource(), NftOp::DeleteTable));
-            }
+        Firewall::Iptables(ruleset) => {
+            phases
+                .table
+                .extend(replace_chains(ruleset, live.iptables.as_ref(), cx.nft_memory))
         }
+        Firewall::None => {}
+    }
+    if !matches!(plan.firewall, Firewall::Nftables(_)) && live.nft.is_some() {
+        phases
+            .stale_table
+            .push(Change::unwanted(table_resource(), NftOp::DeleteTable));
+    }
+    if !matches!(plan.firewall, Firewall::Iptables(_)) && live.iptables.is_some() {
+        phases
+            .stale_table
+            .push(Change::unwanted(chains_resource(), IptOp::DeleteChains));
     }
     phases.stale_interfaces = stale_interfaces(plan, live, &cx.owned_interfaces);
     phases.into_ordered()
@@ -613,6 +645,38 @@ fn replace_table(table: &NftTable, live: Option<&NftState>, memory: Option<&NftM
     ))
 }
 
+fn chains_resource() -> String {
+    format!("iptables chains {}*", crate::ipt::CHAIN_PREFIX)
+}
+
+/// The plan's chains replace the live ones unless the live ones are exactly
+/// what this agent's last apply of the same ruleset left there (the same
+/// memory as the nft table's: the digest and the read-back).
+fn replace_chains(
+    ruleset: &IptRuleset,
+    live: Option<&IptState>,
+    memory: Option<&NftMemory>,
+) -> Option<Change> {
+    let digest = crate::hash_hex(ruleset);
+    let actual = match (live, memory) {
+        (None, _) => "absent".to_string(),
+        (Some(_), None) => "present, not applied by this agent".to_string(),
+        (Some(_), Some(m)) if m.digest != digest => "an older plan's chains".to_string(),
+        (Some(l), Some(m)) if l.normalized != m.normalized => {
+            "changed since it was applied (iptables-save differs)".to_string()
+        }
+        (Some(_), Some(_)) => return None,
+    };
+    Some(Change::new(
+        chains_resource(),
+        format!("the plan's chains (sha256 {})", &digest[..12]),
+        actual,
+        IptOp::ReplaceChains {
+            ruleset: ruleset.clone(),
+        },
+    ))
+}
+
 /// Interfaces Warren created that the plan no longer has.
 fn stale_interfaces(plan: &Plan, live: &State, owned: &BTreeSet<String>) -> Vec<Change> {
     let planned: BTreeSet<&String> = plan.wireguard.iter().map(|i| &i.name).collect();
@@ -812,6 +876,7 @@ mod tests {
             routes: vec![route("0.0.0.0/0", 100)],
             rules: vec![rule(456, Some(10))],
             firewall: Firewall::Nftables(table()),
+            openings: Default::default(),
             notes: vec![],
         };
         let mut live = State::default();

@@ -11,16 +11,19 @@
 #![warn(clippy::wildcard_enum_match_arm)]
 
 pub mod diff;
+pub mod finding;
+pub mod ipt;
 pub mod net;
 pub mod nft;
 pub mod plan;
 pub mod sign;
 pub mod state;
 
-pub use diff::{diff, Change, Context, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
+pub use diff::{diff, Change, Context, IptOp, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
+pub use finding::{Finding, Severity};
 pub use plan::*;
 pub use sign::{sign, verify, Envelope, SignedPlan, VerifyError};
-pub use state::{InterfaceState, NftMemory, NftState, PeerState, State};
+pub use state::{InterfaceState, IptState, NftMemory, NftState, PeerState, State};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -183,6 +183,16 @@ pub enum Match {
     MssAbove(u16),
     /// `ip daddr ADDR` or `ip daddr PREFIX`
     DaddrIs(Ipv4Cidr),
+    /// `ip saddr ADDR` or `ip saddr PREFIX`
+    SaddrIs(Ipv4Cidr),
+    /// `<l4> dport PORTS` (one port or an interval)
+    Dport(L4, Ports),
+    /// `<l4> sport PORTS` (one port or an interval)
+    Sport(L4, Ports),
+    /// `ct state established,related`
+    CtEstablished,
+    /// `ct status dnat`: the connection was destination-NATed
+    CtDnat,
 }
 
 /// What a rule does to the packets it matches, in order.
@@ -283,14 +293,22 @@ impl Match {
             Match::DportIn(l4, set) => format!("{} dport @{set}", l4.as_str()),
             Match::TcpSyn => "tcp flags syn / syn,rst".into(),
             Match::MssAbove(n) => format!("tcp option maxseg size > {n}"),
-            Match::DaddrIs(c) => {
-                if c.len == 32 {
-                    format!("ip daddr {}", c.addr)
-                } else {
-                    format!("ip daddr {c}")
-                }
-            }
+            Match::DaddrIs(c) => format!("ip daddr {}", addr_text(c)),
+            Match::SaddrIs(c) => format!("ip saddr {}", addr_text(c)),
+            Match::Dport(l4, p) => format!("{} dport {}", l4.as_str(), p.render()),
+            Match::Sport(l4, p) => format!("{} sport {}", l4.as_str(), p.render()),
+            Match::CtEstablished => "ct state established,related".into(),
+            Match::CtDnat => "ct status dnat".into(),
         }
+    }
+}
+
+/// `1.2.3.4` for a host, `1.2.3.0/24` for a prefix.
+fn addr_text(c: &Ipv4Cidr) -> String {
+    if c.len == 32 {
+        c.addr.to_string()
+    } else {
+        c.to_string()
     }
 }
 
@@ -438,18 +456,34 @@ impl Match {
                 json!("syn"),
             ),
             Match::MssAbove(n) => json!({ "match": { "op": ">", "left": mss(), "right": n } }),
-            Match::DaddrIs(c) => {
-                let right = if c.len == 32 {
-                    json!(c.addr.to_string())
-                } else {
-                    json!({ "prefix": { "addr": c.addr.to_string(), "len": c.len } })
-                };
-                is(
-                    json!({ "payload": { "protocol": "ip", "field": "daddr" } }),
-                    right,
-                )
+            Match::DaddrIs(c) => is(
+                json!({ "payload": { "protocol": "ip", "field": "daddr" } }),
+                addr_json(c),
+            ),
+            Match::SaddrIs(c) => is(
+                json!({ "payload": { "protocol": "ip", "field": "saddr" } }),
+                addr_json(c),
+            ),
+            Match::Dport(l4, p) => is(dport(*l4), ports_json(p)),
+            Match::Sport(l4, p) => is(
+                json!({ "payload": { "protocol": l4.as_str(), "field": "sport" } }),
+                ports_json(p),
+            ),
+            Match::CtEstablished => {
+                json!({ "match": { "op": "in", "left": { "ct": { "key": "state" } }, "right": ["established", "related"] } })
+            }
+            Match::CtDnat => {
+                json!({ "match": { "op": "in", "left": { "ct": { "key": "status" } }, "right": "dnat" } })
             }
         }
+    }
+}
+
+fn addr_json(c: &Ipv4Cidr) -> Value {
+    if c.len == 32 {
+        json!(c.addr.to_string())
+    } else {
+        json!({ "prefix": { "addr": c.addr.to_string(), "len": c.len } })
     }
 }
 

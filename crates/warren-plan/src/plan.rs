@@ -1,7 +1,8 @@
 //! The per-host plan: everything Warren wants to exist on one host.
 
+use crate::ipt::IptRuleset;
 use crate::net::Ipv4Cidr;
-use crate::nft::NftTable;
+use crate::nft::{NftTable, Rule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -132,7 +133,7 @@ pub struct PolicyRule {
     pub table: u32,
 }
 
-/// The firewall target. Later targets (iptables, RouterOS) are new variants.
+/// The firewall target. Later targets (RouterOS) are new variants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Firewall {
@@ -140,6 +141,55 @@ pub enum Firewall {
     None,
     /// Warren's own nftables table.
     Nftables(NftTable),
+    /// Warren's own iptables chains (`netfilter: iptables`): the same
+    /// semantics as the nft table, for hosts without nftables.
+    Iptables(IptRuleset),
+}
+
+/// What the agent may do about the host's own (foreign) firewall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForeignPolicy {
+    /// Where a foreign filter chain would drop Warren's traffic, open exactly
+    /// [`Openings`] through it: an owned chain reached by one jump rule at the
+    /// top of the foreign chain.
+    Auto,
+    /// Touch nothing outside Warren's own table or chains (a plan without
+    /// openings, such as one from before openings existed, means this).
+    #[default]
+    OwnTableOnly,
+}
+
+impl ForeignPolicy {
+    /// The policy's name, as in the plan's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForeignPolicy::Auto => "auto",
+            ForeignPolicy::OwnTableOnly => "own_table_only",
+        }
+    }
+}
+
+/// Exactly the traffic Warren's plan carries, as filter rules that accept
+/// it: what a foreign firewall must let through for the plan to work. The
+/// rules use the nft vocabulary ([`Rule`], all `accept`); the agent renders
+/// them for the foreign firewall they go into (iptables or nft).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Openings {
+    /// What the agent may do about foreign chains.
+    pub policy: ForeignPolicy,
+    /// Packets for the host itself (the WireGuard port, the agent port).
+    pub input: Vec<Rule>,
+    /// Packets the host routes (forwards, tunnels, their replies).
+    pub forward: Vec<Rule>,
+}
+
+impl Openings {
+    /// No traffic to let through.
+    pub fn is_empty(&self) -> bool {
+        self.input.is_empty() && self.forward.is_empty()
+    }
 }
 
 /// One host's desired state, as the controller signs it and an agent
@@ -165,6 +215,10 @@ pub struct Plan {
     pub rules: Vec<PolicyRule>,
     /// The firewall content.
     pub firewall: Firewall,
+    /// The traffic a foreign firewall on the host must let through, and
+    /// whether the agent may open it. Absent in older plans: nothing.
+    #[serde(default)]
+    pub openings: Openings,
     /// How the compiler derived what is not written in the YAML, for reviewers.
     pub notes: Vec<String>,
 }
@@ -183,6 +237,7 @@ impl Plan {
             routes: Vec::new(),
             rules: Vec::new(),
             firewall: Firewall::None,
+            openings: Openings::default(),
             notes: Vec::new(),
         }
     }
@@ -225,13 +280,28 @@ impl Plan {
         }
         section(&mut o, "routes", self.routes.iter().map(route_line));
         section(&mut o, "rules", self.rules.iter().map(rule_line));
-        if let Firewall::Nftables(t) = &self.firewall {
-            section(
+        match &self.firewall {
+            Firewall::Nftables(t) => section(
                 &mut o,
                 "nftables",
                 t.render().lines().map(|l| l.replace('\t', "  ")),
-            );
+            ),
+            Firewall::Iptables(r) => section(
+                &mut o,
+                "iptables (iptables-restore --noflush)",
+                r.render().lines().map(str::to_string),
+            ),
+            Firewall::None => {}
         }
+        let o_ = &self.openings;
+        section(
+            &mut o,
+            &format!("foreign firewall ({})", o_.policy.as_str()),
+            o_.input
+                .iter()
+                .map(|r| format!("input: {}", r.render()))
+                .chain(o_.forward.iter().map(|r| format!("forward: {}", r.render()))),
+        );
         section(&mut o, "why", self.notes.iter().map(|n| format!("- {n}")));
         o
     }

@@ -179,6 +179,7 @@ mod tests {
             routes: vec![],
             rules: vec![],
             firewall: crate::Firewall::None,
+            openings: Default::default(),
             notes: vec![],
         }
     }

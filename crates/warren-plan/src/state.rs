@@ -54,6 +54,14 @@ pub struct NftState {
     pub normalized: String,
 }
 
+/// Warren's iptables chains (`WARREN-*` and their jump rules) as read back
+/// with `iptables-save`, normalized (counters and comments lines dropped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IptState {
+    /// The normalized read-back.
+    pub normalized: String,
+}
+
 /// Everything Warren owns on a host, as observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -67,10 +75,14 @@ pub struct State {
     pub rules: Vec<PolicyRule>,
     /// The nft table, if it exists.
     pub nft: Option<NftState>,
+    /// Warren's iptables chains, if any exist.
+    #[serde(default)]
+    pub iptables: Option<IptState>,
 }
 
-/// What the agent remembers of its last apply, needed to judge the table:
-/// the digest of the table it applied and the kernel's read-back of it.
+/// What the agent remembers of its last apply, needed to judge the
+/// firewall (the nft table, or the iptables chains): the digest of what it
+/// applied and the kernel's read-back of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NftMemory {
     /// [`crate::hash_hex`] of the applied table.
@@ -111,6 +123,12 @@ impl State {
         }
         let nft = if self.nft.is_some() { "present" } else { "absent" };
         line(&mut out, format_args!("nft table ip {TABLE}: {nft}"));
+        if self.iptables.is_some() {
+            line(
+                &mut out,
+                format_args!("iptables chains {}*: present", crate::ipt::CHAIN_PREFIX),
+            );
+        }
         out
     }
 }

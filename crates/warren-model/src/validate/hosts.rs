@@ -6,7 +6,10 @@
 use super::values::{check_name, cidr, endpoint, ifname, ip, port, port_spec, ssh_ed25519, wg_key};
 use super::V;
 use crate::diag::Pos;
-use crate::model::{AgentAccess, DriftPolicy, Host, Lan, Platform, PortSpec, Role, RouterOsAccess, WgKey};
+use crate::model::{
+    AgentAccess, DriftPolicy, ForeignFirewall, Host, Lan, Netfilter, Platform, PortSpec, Role,
+    RouterOsAccess, WgKey,
+};
 use crate::schema::{HostDoc, LanDoc};
 use crate::sp::Sp;
 use std::collections::BTreeMap;
@@ -90,6 +93,7 @@ fn host(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>) -> HostParts {
     let (management, management_at) = management(v, name, h);
     let (lans, lan_address_at) = lans(v, name, h);
     let routeros = routeros(v, name, h, platform);
+    linux_firewall_keys(v, name, h, platform);
     let agent = h.agent.as_ref().map(|a| AgentAccess {
         address: a.address.as_ref().and_then(|x| endpoint(v, "agent address", x)),
         identity: a
@@ -113,6 +117,11 @@ fn host(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>) -> HostParts {
             agent,
             wireguard_keys,
             drift: h.drift.as_ref().map_or(DriftPolicy::Report, |d| d.value),
+            netfilter: h.netfilter.as_ref().map_or(Netfilter::Nftables, |n| n.value),
+            foreign_firewall: h
+                .foreign_firewall
+                .as_ref()
+                .map_or(ForeignFirewall::Auto, |f| f.value),
         },
         at: h.at,
         role_at: h.role.at,
@@ -309,6 +318,29 @@ fn routeros(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>, platform: Platform) -
         }
     }
     None
+}
+
+/// `wrong-role-key`: `netfilter` and `foreign_firewall` describe a Linux
+/// host that carries a plan (a gateway or a router), nothing else.
+fn linux_firewall_keys(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>, platform: Platform) {
+    if platform == Platform::Linux && h.role.value != Role::Agent {
+        return;
+    }
+    for (key, at) in [
+        ("netfilter", h.netfilter.as_ref().map(|n| n.at)),
+        ("foreign_firewall", h.foreign_firewall.as_ref().map(|f| f.at)),
+    ] {
+        if let Some(at) = at {
+            v.err(
+                "wrong-role-key",
+                at,
+                format!(
+                    "`{key}` applies only to a Linux gateway or router (host {:?})",
+                    name.value
+                ),
+            );
+        }
+    }
 }
 
 /// A RouterOS router's `managed_by` and `routeros` block.
