@@ -63,6 +63,12 @@ impl World {
     /// holding the seed (plus the agents' identities and the controller's
     /// port kept on the gateway).
     pub fn new(tag: &str) -> World {
+        World::with_yaml(tag, |y| y)
+    }
+
+    /// [`World::new`], with the seed's YAML passed through `edit` before the
+    /// first commit (e.g. to put a host on `netfilter: iptables`).
+    pub fn with_yaml(tag: &str, edit: impl Fn(String) -> String) -> World {
         let lab = Lab::new();
         let dir = std::env::temp_dir().join(format!("warren-ctl-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -103,6 +109,7 @@ impl World {
         let yaml = seed
             .replace("    management: [2222/tcp]", &format!("    management: [2222/tcp, 7701/tcp]   # SSH, and the controller for agents that dial in\n    agent: {{ address: \"127.0.0.1:7700\", identity: \"{}\" }}", ids[0]))
             .replace("    uplink: eth0 ", &format!("    agent: {{ identity: \"{}\" }}   # dials the controller\n    uplink: eth0 ", ids[1]));
+        let yaml = edit(yaml);
         let bare = dir.join("repo.git");
         git(
             &dir,

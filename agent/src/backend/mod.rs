@@ -8,6 +8,7 @@
 //! Warren owns); the one thing on disk they use, WireGuard's key directory,
 //! is handed to [`wireguard::WireGuard`] when it is built.
 
+pub mod foreign;
 pub mod iptables;
 pub mod nft;
 pub mod routing;
