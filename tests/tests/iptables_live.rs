@@ -77,6 +77,60 @@ fn udp_forward(w: &World) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+fn wg(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut c = std::process::Command::new("wg")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = c.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+    drop(input);
+    String::from_utf8(c.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Push a second client, `tablet` (192.168.17.70), with a fresh key, and
+/// bring it up in the internet core with the controller's client config.
+/// Returns the commit.
+fn tablet_vpn_up(w: &World) -> String {
+    let private = wg(&["genkey"], None);
+    let public = wg(&["pubkey"], Some(&private));
+    let client = format!(
+        "    tablet:\n      address: 192.168.17.70\n      public_key: \"{public}\"\n      routes: [192.168.17.1/32, 192.168.16.0/24]\n"
+    );
+    let c = w.push(
+        |y| {
+            y.replace(
+                "      routes: [192.168.17.1/32, 192.168.16.0/24]\n",
+                &format!("      routes: [192.168.17.1/32, 192.168.16.0/24]\n{client}"),
+            )
+        },
+        "tablet",
+    );
+    w.wait_in_sync(&c, Duration::from_secs(20));
+    let o = std::process::Command::new(warren_tests::bin("warren-controller"))
+        .arg("client-config")
+        .arg(&w.work)
+        .arg("tablet")
+        .arg("--state-dir")
+        .arg(w.dir.join("controller"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conf = String::from_utf8(o.stdout)
+        .unwrap()
+        .replace("<this device's private key>", &private);
+    let path = w.dir.join("wgt.conf");
+    std::fs::write(&path, &conf).unwrap();
+    w.lab.ok("inet", &["wg-quick", "up", &path.display().to_string()]);
+    c
+}
+
 #[test]
 fn the_seed_on_iptables_carries_the_same_packets_in_each_hosts_own_variant() {
     let mut w = World::with_yaml("ipt", iptables_seed);
@@ -137,9 +191,9 @@ fn the_seed_on_iptables_carries_the_same_packets_in_each_hosts_own_variant() {
     }
     let gw = rules(&w, "gateway", "legacy");
     assert!(
-        gw.iter().any(
-            |l| l.starts_with("-A WARREN-INBOUND ") && l.contains("--dport 2222 ") && l.ends_with("-j RETURN")
-        ),
+        gw.iter().any(|l| l.starts_with("-A WARREN-INBOUND ")
+            && l.contains("--dport 2222 ")
+            && l.ends_with("-j RETURN")),
         "{gw:#?}"
     );
 
@@ -190,8 +244,26 @@ fn the_seed_on_iptables_carries_the_same_packets_in_each_hosts_own_variant() {
     let seen = seen.unwrap();
     assert!(seen.starts_with("192.168.17.69:"), "{seen}");
 
-    // In step: nothing to change, and the daemons' drift checks (every
-    // second) rewrite nothing: the forward's counter is not reset.
+    // A second private VPN client (pushed), from the internet core.
+    let tablet = tablet_vpn_up(&w);
+    let mut seen = Err(String::new());
+    Lab::wait_for(
+        "tablet -> server through the private VPN",
+        Duration::from_secs(15),
+        || {
+            seen = w
+                .lab
+                .connect("inet", "192.168.16.10", 9000, Duration::from_millis(500));
+            seen.is_ok()
+        },
+    );
+    let seen = seen.unwrap();
+    assert!(seen.starts_with("192.168.17.70:"), "{seen} ({tablet})");
+
+    // In step: nothing to change, and neither the tablet's push (a new
+    // peer, the same chains) nor the daemons' drift checks (every second)
+    // rewrote the chains: the counter of the forward used before the push
+    // was not reset.
     for host in ["gateway", "router"] {
         let out = agent(&w, host, &["diff"]);
         assert!(
