@@ -45,10 +45,10 @@ fn rules(w: &World, host: &str, variant: &str) -> Vec<String> {
 
 /// The packet counter of the first rule in `iptables-<variant>-save -c`
 /// output containing `needle` (a rewrite of the chain resets it).
-fn counter(w: &World, host: &str, variant: &str, needle: &str) -> u64 {
+fn counter(w: &World, host: &str, variant: &str, table: &str, needle: &str) -> u64 {
     let out = w
         .lab
-        .ok(host, &[&format!("iptables-{variant}-save"), "-c", "-t", "nat"]);
+        .ok(host, &[&format!("iptables-{variant}-save"), "-c", "-t", table]);
     let line = out
         .lines()
         .find(|l| l.contains(needle))
@@ -59,6 +59,20 @@ fn counter(w: &World, host: &str, variant: &str, needle: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// IPv4 fragments created, summed over every namespace of the lab.
+fn frag_creates(w: &World) -> u64 {
+    warren_tests::lab::HOSTS
+        .iter()
+        .map(|h| {
+            let snmp = w.lab.ok(h, &["cat", "/proc/net/snmp"]);
+            let mut lines = snmp.lines().filter(|l| l.starts_with("Ip:"));
+            let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+            let i = names.split_whitespace().position(|n| n == "FragCreates").unwrap();
+            values.split_whitespace().nth(i).unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
 }
 
 fn agent(w: &World, host: &str, args: &[&str]) -> std::process::Output {
@@ -244,6 +258,21 @@ fn the_seed_on_iptables_carries_the_same_packets_in_each_hosts_own_variant() {
     let seen = seen.unwrap();
     assert!(seen.starts_with("192.168.17.69:"), "{seen}");
 
+    // The MSS clamps (TCPMSS in mangle FORWARD): large transfers through
+    // the nested VPN and through the WAN VPN create no IPv4 fragment.
+    let before = frag_creates(&w);
+    let _sink = w.lab.sink("server", 9001);
+    w.lab.transfer("phone", "192.168.16.10", 9001, 4 << 20);
+    let _wan_sink = w.lab.sink("laptop", 27001);
+    w.lab.transfer("phone", "203.0.113.10", 27001, 4 << 20);
+    assert_eq!(frag_creates(&w), before, "no IPv4 fragment was created anywhere");
+    for (host, variant) in [("gateway", "legacy"), ("router", "nft")] {
+        assert!(
+            counter(&w, host, variant, "mangle", "--set-mss 1380") > 0,
+            "{host}: the clamp saw the SYNs"
+        );
+    }
+
     // A second private VPN client (pushed), from the internet core.
     let tablet = tablet_vpn_up(&w);
     let mut seen = Err(String::new());
@@ -272,11 +301,11 @@ fn the_seed_on_iptables_carries_the_same_packets_in_each_hosts_own_variant() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let before = counter(&w, "router", "nft", "--dport 25565");
+    let before = counter(&w, "router", "nft", "nat", "--dport 25565");
     assert!(before > 0, "the forward's rule counted the connection");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        counter(&w, "router", "nft", "--dport 25565") >= before,
+        counter(&w, "router", "nft", "nat", "--dport 25565") >= before,
         "no rewrite of Warren's chains while in step"
     );
 
