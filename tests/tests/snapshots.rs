@@ -132,3 +132,81 @@ fn seed_plan_has_what_the_blog_post_built_by_hand() {
         Some("1")
     );
 }
+
+/// The seed with both hosts on `netfilter: iptables`, plus a UDP forward, a
+/// port range and a forward to another port (the seed has only one TCP
+/// forward): the reviewer text shows the iptables-restore lines.
+fn seed_on_iptables() -> std::collections::BTreeMap<String, warren_plan::Plan> {
+    let file = root().join("examples/seed/warren.yaml");
+    let yaml = std::fs::read_to_string(&file)
+        .expect("seed")
+        .replace("    role: gateway\n", "    role: gateway\n    netfilter: iptables\n")
+        .replace("    role: router\n", "    role: router\n    netfilter: iptables\n")
+        .replace(
+            "forwards:\n",
+            "forwards:\n  voice: { port: 9987/udp, to: 192.168.16.10 }\n  games: { port: 27000-27010/tcp+udp, to: 192.168.16.20 }\n  web: { port: 8443/tcp, to: \"192.168.16.10:443\" }\n",
+        );
+    assert_eq!(yaml.matches("netfilter: iptables").count(), 2, "{yaml}");
+    let (cfg, diags) = warren_model::load_str(&yaml, "seed-iptables/warren.yaml");
+    let cfg = cfg.unwrap_or_else(|| panic!("seed on iptables is invalid:\n{diags}"));
+    warren_compiler::compile(&cfg, &warren_compiler::KeyBook::pinned(&cfg)).expect("compiles")
+}
+
+#[test]
+fn the_seed_on_iptables_matches_its_snapshot() {
+    let base = root().join("tests/snapshots/seed-iptables");
+    for (host, plan) in seed_on_iptables() {
+        check(&base.join(format!("{host}.txt")), &plan.render_text());
+        let json = serde_json::to_string_pretty(&plan).expect("json");
+        check(&base.join(format!("{host}.json")), &(json + "\n"));
+    }
+}
+
+/// What the iptables translation must keep of the seed's nft semantics.
+#[test]
+fn the_seed_on_iptables_keeps_the_nft_semantics() {
+    use warren_plan::Firewall;
+    let plans = seed_on_iptables();
+    let text = |h: &str| {
+        let Firewall::Iptables(r) = &plans[h].firewall else {
+            panic!("{h} is on iptables")
+        };
+        r.render()
+    };
+    let gw = text("gateway");
+    for want in [
+        // kept ports go back to PREROUTING (RETURN), everything else to the router
+        "-A WARREN-INBOUND -p tcp -i enp0s6 --dport 2222 -m comment --comment \"the gateway's own tcp ports stay here\" -j RETURN",
+        "-A WARREN-INBOUND -p udp -i enp0s6 --dport 51820 -m comment --comment \"the gateway's own udp ports stay here\" -j RETURN",
+        "-A WARREN-INBOUND -i enp0s6 -m comment --comment \"everything else goes to the router through the WAN VPN\" -j DNAT --to-destination 10.0.18.2",
+        "-I PREROUTING 1 -m comment --comment warren -j WARREN-INBOUND",
+        "-I FORWARD 1 -m comment --comment warren -j WARREN-CLAMP",
+        "--tcp-flags SYN,RST SYN -m tcpmss --mss 1381:65535",
+    ] {
+        assert!(gw.contains(want), "gateway lacks {want:?}:\n{gw}");
+    }
+    assert!(gw.find("*mangle") < gw.find("*nat"), "{gw}");
+    let rt = text("router");
+    for want in [
+        "-A WARREN-MARK-IN -i wg0 -m conntrack --ctstate NEW -m comment --comment \"connections arriving through the WAN VPN\" -j CONNMARK --set-mark 0xa",
+        "-A WARREN-MARK-IN ! -i wg0 -m connmark --mark 0xa -m comment --comment \"their replies route via table 100\" -j MARK --set-mark 0xa",
+        "-I OUTPUT 1 -m comment --comment warren -j WARREN-MARK-OUT",
+        "-A WARREN-MARK-OUT -m connmark --mark 0xa",
+        "-p tcp -i wg0 --dport 25565 -m comment",
+        "-j DNAT --to-destination 192.168.16.20:25565",
+        "-p tcp -i wg0 --dport 8443 -m comment",
+        "-j DNAT --to-destination 192.168.16.10:443",
+        "-p udp -i wg0 --dport 9987 -m comment",
+        "-j DNAT --to-destination 192.168.16.10:9987",
+        "-p udp -i wg0 --dport 27000:27010 -m comment",
+        "-p tcp -i wg0 --dport 27000:27010 -m comment",
+        "-j DNAT --to-destination 192.168.16.20\n",
+        "-j TCPMSS --set-mss 1300",
+    ] {
+        assert!(rt.contains(want), "router lacks {want:?}:\n{rt}");
+    }
+    assert!(
+        !rt.contains("ACCEPT") && !gw.contains("ACCEPT"),
+        "accept is RETURN"
+    );
+}

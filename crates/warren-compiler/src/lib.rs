@@ -11,7 +11,9 @@
 //! Map of the crate: `gateway` and `router` build one role's plan each;
 //! `forwards` turns the forwards into the router's DNAT maps; `mtu` holds the
 //! MTU arithmetic and the MSS clamps; `ports` converts the model's ports into
-//! nft's; `client` writes the private VPN clients' wg-quick files.
+//! nft's; `client` writes the private VPN clients' wg-quick files. A host on
+//! `netfilter: iptables` gets the same nft table translated into owned
+//! iptables chains ([`warren_plan::ipt::from_nft`]) as the last step.
 
 #![warn(missing_docs)]
 
@@ -28,7 +30,7 @@ pub use mtu::Mtus;
 
 use std::collections::BTreeMap;
 use warren_model::model::{self, Config, DriftPolicy, Host, Role};
-use warren_plan::{Drift, PeerKey, Plan};
+use warren_plan::{Drift, Firewall, PeerKey, Plan};
 
 /// WireGuard public keys by (host, interface): pinned in the YAML, or
 /// reported by agents (the controller adds those).
@@ -77,6 +79,15 @@ pub enum CompileError {
         /// The RouterOS host's name.
         host: String,
     },
+    /// The host is on `netfilter: iptables` and its rules have no iptables
+    /// form (a compiler bug: every rule Warren compiles has one).
+    #[error("host {host:?}: netfilter: iptables cannot express the plan's firewall: {why}")]
+    Iptables {
+        /// The host's name.
+        host: String,
+        /// What could not be translated.
+        why: warren_plan::ipt::Unsupported,
+    },
 }
 
 /// Compile every host that gets a plan. Agent-only hosts get none in v1.
@@ -97,10 +108,30 @@ pub fn compile_host(cfg: &Config, keys: &KeyBook, host: &str) -> Result<Option<P
     };
     match (h.role, h.platform) {
         (_, model::Platform::Routeros) => Err(CompileError::RouterOsNotYet { host: h.name.clone() }),
-        (Role::Gateway, _) => Ok(Some(gateway::plan(cfg, keys, h))),
-        (Role::Router, _) => Ok(Some(router::plan(cfg, keys, h))),
+        (Role::Gateway, _) => netfilter(h, gateway::plan(cfg, keys, h)).map(Some),
+        (Role::Router, _) => netfilter(h, router::plan(cfg, keys, h)).map(Some),
         (Role::Agent, _) => Ok(None),
     }
+}
+
+/// The plan's firewall in the host's `netfilter`: the nft table as built,
+/// or its translation into owned iptables chains with the same behaviour
+/// ([`warren_plan::ipt::from_nft`]).
+fn netfilter(h: &Host, mut plan: Plan) -> Result<Plan, CompileError> {
+    if h.netfilter != model::Netfilter::Iptables {
+        return Ok(plan);
+    }
+    if let Firewall::Nftables(table) = &plan.firewall {
+        let ruleset = warren_plan::ipt::from_nft(table).map_err(|why| CompileError::Iptables {
+            host: h.name.clone(),
+            why,
+        })?;
+        plan.firewall = Firewall::Iptables(ruleset);
+        plan.notes.push(
+            "netfilter: iptables: the same rules as the nft table, in owned WARREN-* chains (mangle and nat) each jumped to from the top of its built-in chain; sets and maps are expanded to one rule per port interval or forward, and accept becomes RETURN (it ends only Warren's chain, as in nft)".into(),
+        );
+    }
+    Ok(plan)
 }
 
 /// What every Linux plan starts from: the host's identity and drift policy,

@@ -9,7 +9,7 @@
 //! (foreign rules included) without judging it; it must never be used to
 //! write a foreign rule back.
 
-use crate::nft::{Match, Ports, Rule, Stmt, L4};
+use crate::nft::{Chain, ChainType, Hook, MapData, Match, NftTable, Ports, Rule, Stmt, L4};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -131,6 +131,13 @@ pub enum Unsupported {
     /// iptables rules take exactly one target.
     #[error("an iptables rule needs exactly one target, this one has {0}")]
     Targets(usize),
+    /// A base chain with no iptables table and built-in chain to match it,
+    /// or whose name cannot become an owned chain name.
+    #[error("nft chain {0}: {1}")]
+    Chain(String, String),
+    /// A rule looks up a set or map the table does not have.
+    #[error("rule `{0}` refers to a set or map the table does not have")]
+    Missing(String),
 }
 
 fn ports_arg(p: &Ports) -> String {
@@ -203,6 +210,13 @@ fn stmt_args(s: &Stmt) -> Result<Option<Vec<String>>, Unsupported> {
         ],
         Stmt::MetaMarkSet(m) => vec!["-j".into(), "MARK".into(), "--set-mark".into(), format!("{m:#x}")],
         Stmt::MssSet(n) => vec!["-j".into(), "TCPMSS".into(), "--set-mss".into(), n.to_string()],
+        Stmt::Return => vec!["-j".into(), "RETURN".into()],
+        Stmt::DnatTo { addr, port } => vec![
+            "-j".into(),
+            "DNAT".into(),
+            "--to-destination".into(),
+            format!("{addr}:{port}"),
+        ],
         Stmt::DnatMap { .. } => return Err(Unsupported::Stmt(s.render())),
     }))
 }
@@ -243,6 +257,162 @@ pub fn rule_args(r: &Rule) -> Result<Vec<String>, Unsupported> {
     }
     args.extend(targets.into_iter().flatten());
     Ok(args)
+}
+
+// ---------------------------------------------------------------------------
+// From Warren's nft table
+
+/// The tables a translated ruleset writes: `mangle` and `nat`. Warren's
+/// nft table has no chain at the filter priority (it never decides what the
+/// host accepts), so neither has its iptables translation; `WARREN-*` chains
+/// in `filter` belong to the foreign-firewall openings, not to the ruleset.
+pub const RULESET_TABLES: [IptTable; 2] = [IptTable::Mangle, IptTable::Nat];
+
+/// The owned chain for the nft chain `name`: [`CHAIN_PREFIX`] and the name
+/// in capitals, `_` as `-` (`mark_in` → `WARREN-MARK-IN`).
+pub fn chain_name(name: &str) -> String {
+    format!("{CHAIN_PREFIX}{}", name.to_ascii_uppercase().replace('_', "-"))
+}
+
+fn builtin(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Prerouting => "PREROUTING",
+        Hook::Input => "INPUT",
+        Hook::Forward => "FORWARD",
+        Hook::Output => "OUTPUT",
+        Hook::Postrouting => "POSTROUTING",
+    }
+}
+
+/// Where an nft base chain's rules go in iptables: the table whose
+/// built-in chain sits at the same hook and priority.
+fn place(c: &Chain) -> Result<(IptTable, &'static str), Unsupported> {
+    let no = |why: &str| Err(Unsupported::Chain(c.name.clone(), why.to_string()));
+    let table = match (c.kind, c.hook) {
+        // iptables' nat table has no forward hook.
+        (ChainType::Nat, Hook::Forward) => return no("nat chains cannot hook forward"),
+        (ChainType::Nat, _) => IptTable::Nat,
+        // mangle OUTPUT reroutes a packet whose mark changed, as a route chain does.
+        (ChainType::Route, Hook::Output) => IptTable::Mangle,
+        (ChainType::Route, _) => return no("route chains hook output only"),
+        (ChainType::Filter, _) if c.priority == -150 => IptTable::Mangle,
+        (ChainType::Filter, _) => {
+            return no(&format!(
+                "priority {} has no iptables table Warren writes (only mangle, -150)",
+                c.priority
+            ))
+        }
+    };
+    Ok((table, builtin(c.hook)))
+}
+
+/// The same behaviour as `table`, in owned iptables chains: each base chain
+/// becomes `WARREN-<NAME>` in the table at its hook and priority (`nat`, or
+/// `mangle` for the mangle priority and route chains), jumped to from the
+/// top of that table's built-in chain. Sets and maps have no iptables
+/// equivalent, so their rules are expanded: one rule per set interval, one
+/// DNAT rule per map element (with its target port, or keeping the port for
+/// a range). `accept` becomes `RETURN`: in nft it ends only Warren's base
+/// chain and the host's other chains still see the packet; in iptables
+/// `ACCEPT` would also skip the host's rules after the jump in the same
+/// built-in chain, while `RETURN` goes back to them.
+pub fn from_nft(table: &NftTable) -> Result<IptRuleset, Unsupported> {
+    let mut chains = Vec::new();
+    for c in &table.chains {
+        let (t, from) = place(c)?;
+        let name = chain_name(&c.name);
+        let valid = name.len() <= 28
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Unsupported::Chain(
+                c.name.clone(),
+                format!("{name} is not a valid iptables chain name (at most 28 of A-Z 0-9 - _)"),
+            ));
+        }
+        let mut rules = Vec::new();
+        for r in &c.rules {
+            for expanded in expand(table, r)? {
+                rule_args(&expanded)?;
+                rules.push(expanded);
+            }
+        }
+        chains.push(IptChain {
+            table: t,
+            name,
+            from: from.to_string(),
+            rules,
+        });
+    }
+    Ok(IptRuleset { chains })
+}
+
+/// One nft rule as iptables-sayable rules (see [`from_nft`]).
+fn expand(table: &NftTable, r: &Rule) -> Result<Vec<Rule>, Unsupported> {
+    let missing = || Unsupported::Missing(r.render());
+    let mut base = r.clone();
+    for s in &mut base.stmts {
+        if *s == Stmt::Accept {
+            *s = Stmt::Return;
+        }
+    }
+    let mut out = vec![base];
+    for (i, m) in r.matches.iter().enumerate() {
+        let Match::DportIn(l4, set) = m else { continue };
+        let set = table.sets.iter().find(|s| &s.name == set).ok_or_else(missing)?;
+        out = out
+            .into_iter()
+            .flat_map(|rule| {
+                set.elements.iter().map(move |p| {
+                    let mut e = rule.clone();
+                    e.matches[i] = Match::Dport(*l4, *p);
+                    e
+                })
+            })
+            .collect();
+    }
+    for (i, s) in r.stmts.iter().enumerate() {
+        let Stmt::DnatMap {
+            l4,
+            addr_map,
+            port_map,
+        } = s
+        else {
+            continue;
+        };
+        let find = |n: &str| table.maps.iter().find(|m| m.name == n).ok_or_else(missing);
+        let addrs = find(addr_map)?;
+        let ports = port_map.as_deref().map(find).transpose()?;
+        let mut targets = Vec::new();
+        for (key, data) in &addrs.elements {
+            let MapData::Addr(addr) = *data else {
+                return Err(missing());
+            };
+            let stmt = match ports {
+                None => Stmt::Dnat(addr),
+                Some(pm) => match pm.elements.iter().find(|(k, _)| k == key) {
+                    Some((_, MapData::Port(port))) => Stmt::DnatTo { addr, port: *port },
+                    Some((_, MapData::Addr(_))) => return Err(missing()),
+                    // nft: a failed lookup ends the rule, nothing is DNATed.
+                    None => continue,
+                },
+            };
+            targets.push((*key, stmt));
+        }
+        out = out
+            .into_iter()
+            .flat_map(|rule| {
+                targets.iter().map(move |(key, stmt)| {
+                    let mut e = rule.clone();
+                    e.matches.push(Match::Dport(*l4, *key));
+                    e.stmts[i] = stmt.clone();
+                    e
+                })
+            })
+            .collect();
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -507,6 +677,98 @@ COMMIT\r\n";
         assert!(e.why.contains("outside a table"), "{e}");
         let e = parse_save("*filter\n-A INPUT -m comment --comment \"open\n").unwrap_err();
         assert!(e.why.contains("unterminated"), "{e}");
+    }
+
+    #[test]
+    fn the_nft_table_translates_chain_by_chain_with_sets_and_maps_expanded() {
+        use crate::nft::{DnatMap, MapType, PortSet};
+        let p = |first, last| Ports { first, last };
+        let a: std::net::Ipv4Addr = "192.168.16.20".parse().unwrap();
+        let table = NftTable {
+            name: "warren".into(),
+            sets: vec![PortSet {
+                name: "kept_tcp".into(),
+                elements: vec![p(22, 22), p(8000, 8010)],
+            }],
+            maps: vec![
+                DnatMap {
+                    name: "addr".into(),
+                    data: MapType::Addr,
+                    elements: vec![(p(80, 80), MapData::Addr(a)), (p(81, 81), MapData::Addr(a))],
+                },
+                DnatMap {
+                    name: "port".into(),
+                    data: MapType::Port,
+                    elements: vec![(p(80, 80), MapData::Port(8080))],
+                },
+            ],
+            chains: vec![
+                Chain {
+                    name: "inbound".into(),
+                    kind: ChainType::Nat,
+                    hook: Hook::Prerouting,
+                    priority: -100,
+                    rules: vec![
+                        rule(
+                            vec![
+                                Match::Iif("up".into()),
+                                Match::DportIn(L4::Tcp, "kept_tcp".into()),
+                            ],
+                            vec![Stmt::Accept],
+                            "",
+                        ),
+                        rule(
+                            vec![Match::Iif("wg0".into())],
+                            vec![Stmt::DnatMap {
+                                l4: L4::Tcp,
+                                addr_map: "addr".into(),
+                                port_map: Some("port".into()),
+                            }],
+                            "",
+                        ),
+                    ],
+                },
+                Chain {
+                    name: "mark_out".into(),
+                    kind: ChainType::Route,
+                    hook: Hook::Output,
+                    priority: -150,
+                    rules: vec![],
+                },
+            ],
+        };
+        let r = from_nft(&table).unwrap();
+        assert_eq!(r.chains[0].name, "WARREN-INBOUND");
+        assert_eq!(
+            (r.chains[0].table, r.chains[0].from.as_str()),
+            (IptTable::Nat, "PREROUTING")
+        );
+        assert_eq!(
+            (r.chains[1].table, r.chains[1].from.as_str()),
+            (IptTable::Mangle, "OUTPUT")
+        );
+        assert_eq!(r.chains[1].name, "WARREN-MARK-OUT");
+        let lines: Vec<String> = r.chains[0]
+            .rules
+            .iter()
+            .map(|x| rule_args(x).unwrap().join(" "))
+            .collect();
+        // Port 81 has an address but no port: nft's lookup fails, no DNAT.
+        assert_eq!(
+            lines,
+            [
+                "-p tcp -i up --dport 22 -j RETURN",
+                "-p tcp -i up --dport 8000:8010 -j RETURN",
+                "-p tcp -i wg0 --dport 80 -j DNAT --to-destination 192.168.16.20:8080",
+            ]
+        );
+        let mut bad = table.clone();
+        bad.chains[0].kind = ChainType::Filter;
+        bad.chains[0].priority = 0;
+        assert!(matches!(from_nft(&bad), Err(Unsupported::Chain(..))));
+        let mut missing = table;
+        missing.sets.clear();
+        assert!(matches!(from_nft(&missing), Err(Unsupported::Missing(_))));
     }
 
     #[test]

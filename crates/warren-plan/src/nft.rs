@@ -221,6 +221,16 @@ pub enum Stmt {
     MssSet(u16),
     /// `counter`
     Counter,
+    /// `return` (leave this chain; in an iptables owned chain, go back to
+    /// the built-in chain that jumped to it)
+    Return,
+    /// `dnat ip to ADDR:PORT`
+    DnatTo {
+        /// The target address.
+        addr: Ipv4Addr,
+        /// The target port.
+        port: u16,
+    },
 }
 
 /// One rule: matches, then statements.
@@ -333,6 +343,8 @@ impl Stmt {
             Stmt::MetaMarkSet(m) => format!("meta mark set {m:#010x}"),
             Stmt::MssSet(n) => format!("tcp option maxseg size set {n}"),
             Stmt::Counter => "counter".into(),
+            Stmt::Return => "return".into(),
+            Stmt::DnatTo { addr, port } => format!("dnat ip to {addr}:{port}"),
         }
     }
 }
@@ -509,6 +521,10 @@ impl Stmt {
             Stmt::MetaMarkSet(m) => json!({ "mangle": { "key": { "meta": { "key": "mark" } }, "value": m } }),
             Stmt::MssSet(n) => json!({ "mangle": { "key": mss(), "value": n } }),
             Stmt::Counter => json!({ "counter": null }),
+            Stmt::Return => json!({ "return": null }),
+            Stmt::DnatTo { addr, port } => {
+                json!({ "dnat": { "family": "ip", "addr": addr.to_string(), "port": port } })
+            }
         }
     }
 }
