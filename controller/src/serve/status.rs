@@ -368,12 +368,13 @@ impl StatusView {
             let (breaks, warns) = (count(Severity::Breaks), count(Severity::Warn));
             // The state is the rollout's; the doctor's findings are added
             // to it, never hidden behind "in sync".
-            let n = breaks + warns;
-            let state = match (n, breaks) {
-                (0, _) => h.state.label().to_string(),
-                (n, 0) => format!("{}, {n} warning{}", h.state.label(), plural(n)),
-                (n, b) => format!("{}, {n} warning{} ({b} breaks)", h.state.label(), plural(n)),
-            };
+            let mut state = h.state.label().to_string();
+            if breaks > 0 {
+                state.push_str(&format!(", {breaks} breaking"));
+            }
+            if warns > 0 {
+                state.push_str(&format!(", {warns} warning{}", plural(warns)));
+            }
             let _ = writeln!(out, "{name:<12} {state:<12} {applied:<14} {seen:<10} {extra}");
             for f in &h.findings {
                 let mark = match f.severity {
@@ -552,7 +553,7 @@ router       drifted      c0aaaaaaaaaa #2 never      a; b
             view.render_text(100),
             "desired commit c1
 host         state        applied        last seen  drift / error
-router       in sync, 2 warnings (1 breaks) c1 #2          5s ago     
+router       in sync, 1 breaking, 1 warning c1 #2          5s ago     
   BREAKS wan-handshake: no handshake on wg0
     fix: unblock udp/51820
   warn conntrack: 80%
