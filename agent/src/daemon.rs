@@ -397,6 +397,43 @@ mod tests {
     }
 
     #[test]
+    fn the_doctor_runs_after_an_apply_and_records_its_findings_for_status() {
+        let dir = scratch("daemon-doctor");
+        let mut d = daemon(&dir);
+        d.run_doctor();
+        let before = d.e.store.findings().unwrap();
+        // No plan: the checks that need one are skipped, ip_forward 0 is fine.
+        let fwd = before.iter().find(|f| f.check == "ip-forward").unwrap();
+        assert_eq!(fwd.what, "net.ipv4.ip_forward = 0 (no plan runs here yet)");
+        assert!(d.next_doctor > Instant::now() + Duration::from_secs(200));
+        let mut p = warren_plan::Plan::empty("router");
+        p.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        let sp = warren_plan::sign(p, 2, "c0ffee", 60, 1, &SigningKey::from_bytes(&KEY));
+        std::fs::write(
+            d.e.store.inbox().join("00000000000000000002.plan.json"),
+            warren_plan::canonical(&sp),
+        )
+        .unwrap();
+        // The Recorder's sysctl write took; the host says 0 again (reset by something else).
+        d.take_inbox(None);
+        assert!(d.next_doctor <= Instant::now(), "due at once after the apply");
+        d.e.sys
+            .files
+            .insert(crate::backend::sysctl::path("net.ipv4.ip_forward"), "0\n".into());
+        d.tick();
+        let after = d.e.store.findings().unwrap();
+        let fwd = after.iter().find(|f| f.check == "ip-forward").unwrap();
+        assert_eq!(fwd.severity, warren_plan::Severity::Breaks, "{fwd:?}");
+        let stamp = d.e.store.status_stamp();
+        d.run_doctor();
+        assert_eq!(
+            d.e.store.status_stamp(),
+            stamp,
+            "unchanged findings are not rewritten"
+        );
+    }
+
+    #[test]
     fn a_confirmed_plan_has_no_window_and_a_confirm_that_cannot_be_written_still_counts() {
         let dir = scratch("daemon-confirmed");
         let mut d = daemon(&dir);
