@@ -23,6 +23,10 @@ pub struct Config {
     /// Seconds between drift checks in `run`.
     #[serde(default = "default_drift_interval")]
     pub drift_interval_secs: u64,
+    /// Seconds between the daemon's `doctor` runs (it also runs at start-up
+    /// and after each apply).
+    #[serde(default = "default_doctor_interval")]
+    pub doctor_interval_secs: u64,
     /// How the controller and this agent find each other (omit for a
     /// standalone agent driven by `apply`/`submit`).
     #[serde(default)]
@@ -49,6 +53,9 @@ fn default_state_dir() -> PathBuf {
 fn default_drift_interval() -> u64 {
     30
 }
+fn default_doctor_interval() -> u64 {
+    300
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
@@ -73,6 +80,10 @@ impl Config {
         let secs = self.drift_interval_secs;
         if !(1..=MAX_DRIFT_INTERVAL_SECS).contains(&secs) {
             bail!("drift_interval_secs = {secs}: must be between 1 and {MAX_DRIFT_INTERVAL_SECS} (one day)");
+        }
+        let secs = self.doctor_interval_secs;
+        if !(1..=MAX_DRIFT_INTERVAL_SECS).contains(&secs) {
+            bail!("doctor_interval_secs = {secs}: must be between 1 and {MAX_DRIFT_INTERVAL_SECS} (one day)");
         }
         Ok(())
     }
@@ -144,5 +155,14 @@ mod tests {
         }
         assert_eq!(with("86400").unwrap().drift_interval_secs, 86_400);
         assert_eq!(with("1").unwrap().drift_interval_secs, 1);
+        assert_eq!(with("1").unwrap().doctor_interval_secs, 300);
+        let e = load(&format!(
+            "host = \"router\"\ntrusted_controller_keys = [\"{key}\"]\ndoctor_interval_secs = 0\n"
+        ))
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("doctor_interval_secs = 0: must be between 1"),
+            "{e:#}"
+        );
     }
 }

@@ -2,6 +2,11 @@
 //! back what is not confirmed in time, and watch for drift. With no
 //! controller at all it keeps enforcing (or reporting) the last good plan.
 //!
+//! It also runs `doctor`'s checks (at start-up, after each apply and its
+//! handshake grace, and every `doctor_interval_secs`) and keeps their
+//! findings in the state directory, where the transport picks them up for
+//! `Status`.
+//!
 //! It only schedules: every decision about a plan is the engine's, and it
 //! never talks to the controller (the transport fills the inbox).
 
@@ -10,7 +15,7 @@ use crate::sys::{Live, Sys};
 use anyhow::Result;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use warren_plan::{Drift, Envelope, SignedPlan};
+use warren_plan::{Drift, Envelope, Finding, SignedPlan};
 use warren_wire::Outcome;
 
 pub const MAX_PLAN_BYTES: u64 = 8 * 1024 * 1024;
@@ -37,6 +42,7 @@ pub fn run(e: Engine) -> Result<()> {
     let mut d = Daemon::new(e);
     let leftover = d.e.start_up();
     d.take_inbox(leftover.as_ref());
+    d.run_doctor();
     loop {
         d.tick();
         std::thread::sleep(Duration::from_millis(200));
@@ -65,12 +71,25 @@ struct Daemon<S: Sys = Live> {
     /// The last state-directory error logged, so a lasting one is logged
     /// once, not every loop.
     last_error: Option<String>,
+    doctor_every: Duration,
+    /// When the doctor runs next: periodically, and once more when the WAN
+    /// VPN's handshake grace after an apply (or start-up) has passed.
+    next_doctor: Instant,
+    /// Unix seconds this daemon started (the handshake grace after a reboot).
+    started_at: u64,
+    /// The findings last written, so an unchanged result is not rewritten.
+    last_findings: Option<Vec<Finding>>,
 }
 
 impl<S: Sys> Daemon<S> {
     fn new(e: Engine<S>) -> Daemon<S> {
         let drift_every = Duration::from_secs(e.cfg.drift_interval_secs.max(1));
+        let doctor_every = Duration::from_secs(e.cfg.doctor_interval_secs.max(1));
         Daemon {
+            doctor_every,
+            next_doctor: Instant::now(),
+            started_at: warren_host::unix_now(),
+            last_findings: None,
             e,
             drift_every,
             next_drift: Instant::now(),
@@ -92,6 +111,38 @@ impl<S: Sys> Daemon<S> {
                 self.confirm(serial);
             }
             check_drift(&mut self.e, &mut self.last_drift);
+        }
+        if Instant::now() >= self.next_doctor {
+            self.run_doctor();
+        }
+    }
+
+    /// Run the doctor now, write its findings if they changed, and plan the
+    /// next run: after the handshake grace while one is pending, else after
+    /// the interval.
+    fn run_doctor(&mut self) {
+        let findings = doctor(&self.e, Some(self.started_at));
+        let waiting = findings
+            .iter()
+            .any(|f| f.check == "wan-handshake" && f.what.contains("waiting for the first handshake"));
+        let next = if waiting {
+            Duration::from_secs(2).min(self.doctor_every)
+        } else {
+            self.doctor_every
+        };
+        self.next_doctor = Instant::now() + next;
+        if self.last_findings.as_ref() == Some(&findings) {
+            return;
+        }
+        for f in findings
+            .iter()
+            .filter(|f| f.severity != warren_plan::Severity::Ok)
+        {
+            tracing::warn!(check = %f.check, severity = f.severity.as_str(), fix = %f.fix, "doctor: {}", f.what);
+        }
+        match self.e.store.set_findings(&findings) {
+            Ok(()) => self.last_findings = Some(findings),
+            Err(err) => self.complain(format!("cannot record the doctor's findings: {err:#}")),
         }
     }
 
@@ -127,6 +178,8 @@ impl<S: Sys> Daemon<S> {
                 self.confirm(serial);
             } else if name.ends_with(".json") {
                 take_plan(&mut self.e, &p, leftover);
+                // After the report: the handshake check starts its grace now.
+                self.next_doctor = Instant::now();
             }
             let _ = std::fs::remove_file(&p);
         }
@@ -194,6 +247,7 @@ impl<S: Sys> Daemon<S> {
             return false;
         }
         tracing::warn!(serial, "not confirmed in time: rolling back");
+        self.next_doctor = Instant::now();
         if let Err(err) = self.e.rollback() {
             tracing::error!("rollback failed: {err:#}");
         }
@@ -202,6 +256,28 @@ impl<S: Sys> Daemon<S> {
         self.window = None;
         true
     }
+}
+
+/// The doctor's findings against the running plan. `started`: when the
+/// daemon started (the WAN VPN's handshake grace starts at the later of
+/// that and the apply).
+pub fn doctor<S: Sys>(e: &Engine<S>, started: Option<u64>) -> Vec<Finding> {
+    let running = match e.running() {
+        Ok(a) => a,
+        Err(err) => {
+            tracing::warn!("doctor: cannot read the running plan: {err:#}");
+            None
+        }
+    };
+    let cx = crate::doctor::Context {
+        plan: running.as_ref().map(|a| &a.signed.plan),
+        applied: running.is_some(),
+        issued_at: running.as_ref().map(|a| a.signed.envelope.issued_at),
+        up_since: running.as_ref().map(|a| a.applied_at.max(started.unwrap_or(0))),
+        wg_mode: e.cfg.wireguard,
+        now: warren_host::unix_now(),
+    };
+    crate::doctor::run(&e.sys, &cx)
 }
 
 fn take_plan<S: Sys>(e: &mut Engine<S>, path: &Path, leftover: Option<&Envelope>) {
@@ -318,6 +394,43 @@ mod tests {
             assert!(d.roll_back_if_late());
             assert!(d.e.store.applied().unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn the_doctor_runs_after_an_apply_and_records_its_findings_for_status() {
+        let dir = scratch("daemon-doctor");
+        let mut d = daemon(&dir);
+        d.run_doctor();
+        let before = d.e.store.findings().unwrap();
+        // No plan: the checks that need one are skipped, ip_forward 0 is fine.
+        let fwd = before.iter().find(|f| f.check == "ip-forward").unwrap();
+        assert_eq!(fwd.what, "net.ipv4.ip_forward = 0 (no plan runs here yet)");
+        assert!(d.next_doctor > Instant::now() + Duration::from_secs(200));
+        let mut p = warren_plan::Plan::empty("router");
+        p.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        let sp = warren_plan::sign(p, 2, "c0ffee", 60, 1, &SigningKey::from_bytes(&KEY));
+        std::fs::write(
+            d.e.store.inbox().join("00000000000000000002.plan.json"),
+            warren_plan::canonical(&sp),
+        )
+        .unwrap();
+        // The Recorder's sysctl write took; the host says 0 again (reset by something else).
+        d.take_inbox(None);
+        assert!(d.next_doctor <= Instant::now(), "due at once after the apply");
+        d.e.sys
+            .files
+            .insert(crate::backend::sysctl::path("net.ipv4.ip_forward"), "0\n".into());
+        d.tick();
+        let after = d.e.store.findings().unwrap();
+        let fwd = after.iter().find(|f| f.check == "ip-forward").unwrap();
+        assert_eq!(fwd.severity, warren_plan::Severity::Breaks, "{fwd:?}");
+        let stamp = d.e.store.status_stamp();
+        d.run_doctor();
+        assert_eq!(
+            d.e.store.status_stamp(),
+            stamp,
+            "unchanged findings are not rewritten"
+        );
     }
 
     #[test]

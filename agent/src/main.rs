@@ -10,7 +10,7 @@
 //! Exit codes ([`Exit`]): 0 success (for `diff`: nothing to change); 1 apply
 //! failed; 2 usage or configuration error; 3 plan file unreadable or
 //! malformed; 4 plan rejected (signature, host, serial, format); 5 `diff`
-//! found changes.
+//! found changes; 6 `doctor` found something that breaks traffic.
 //!
 //! Modules form a DAG: `main` -> `daemon` -> `engine` -> `backend` ->
 //! {`sys`, `keys`}; `engine` also uses `store` and `keys`; `transport` uses
@@ -23,6 +23,7 @@ mod admit;
 mod backend;
 mod config;
 mod daemon;
+mod doctor;
 mod engine;
 mod keys;
 mod store;
@@ -99,6 +100,17 @@ enum Cmd {
     Teardown,
     /// Print the last report (applied, rejected, drift, rolled back...).
     Report,
+    /// Check this host for what would break the network (WireGuard,
+    /// netfilter, foreign firewalls, sysctls, ports, MTU, clock, conntrack,
+    /// the WAN VPN handshake): what, why, and the fix for each. Exit 6 when
+    /// something breaks traffic.
+    Doctor {
+        /// Check against this signed plan instead of the running one.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 /// The process exit code. The numbers are an interface (scripts and tests
@@ -117,6 +129,8 @@ enum Exit {
     Rejected = 4,
     /// `diff` found changes.
     Changes = 5,
+    /// `doctor` found something that breaks traffic (a `breaks` finding).
+    Breaks = 6,
 }
 
 impl From<Exit> for ExitCode {
@@ -149,6 +163,7 @@ fn run(cli: Cli) -> Result<Exit> {
         Cmd::Confirm { serial } => confirm(&e, serial),
         Cmd::Teardown => teardown(&mut e),
         Cmd::Report => report(&e),
+        Cmd::Doctor { plan, format } => doctor(&e, plan.as_deref(), format),
     }
 }
 
@@ -301,6 +316,47 @@ fn report(e: &Engine) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The doctor's checks against the running plan (or `plan`), printed.
+fn doctor(e: &Engine, plan: Option<&Path>, format: Format) -> Result<Exit> {
+    let findings = match plan {
+        Some(path) => {
+            let sp = match read_plan(path) {
+                Ok(sp) => sp,
+                Err(exit) => return Ok(exit),
+            };
+            if let Err(err) = e.verify(&sp, false) {
+                eprintln!("error: plan rejected: {err}");
+                return Ok(Exit::Rejected);
+            }
+            let running = e.running()?;
+            let applied = running
+                .as_ref()
+                .filter(|a| a.signed.envelope.plan_sha256 == sp.envelope.plan_sha256);
+            doctor::run(
+                &e.sys,
+                &doctor::Context {
+                    plan: Some(&sp.plan),
+                    applied: applied.is_some(),
+                    issued_at: Some(sp.envelope.issued_at),
+                    up_since: applied.map(|a| a.applied_at),
+                    wg_mode: e.cfg.wireguard,
+                    now: warren_host::unix_now(),
+                },
+            )
+        }
+        None => daemon::doctor(e, None),
+    };
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&findings)?),
+        Format::Text => out!("{}", doctor::render_text(&findings)),
+    }
+    Ok(if doctor::breaks(&findings) {
+        Exit::Breaks
+    } else {
+        Exit::Ok
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +370,7 @@ mod tests {
             (Exit::BadPlanFile, 3),
             (Exit::Rejected, 4),
             (Exit::Changes, 5),
+            (Exit::Breaks, 6),
         ];
         for (exit, code) in codes {
             assert_eq!(exit as u8, code, "{exit:?}");

@@ -56,7 +56,7 @@ pub const MAX_OUTBOX: usize = 200;
 
 /// See [`Store::status_stamp`]: inode, modification time and length of
 /// each file, `None` where it does not exist.
-pub type Stamp = [Option<(u64, i64, i64, u64)>; 2];
+pub type Stamp = [Option<(u64, i64, i64, u64)>; 3];
 
 #[derive(Debug)]
 pub struct Store {
@@ -100,8 +100,9 @@ impl Store {
         }
     }
     /// When, and to what length, the files behind the agent's status
-    /// (`applied.json`, `serial.json`) were last written: every write
-    /// replaces the file, so an equal stamp means unchanged content.
+    /// (`applied.json`, `serial.json`, `findings.json`) were last written:
+    /// every write replaces the file, so an equal stamp means unchanged
+    /// content.
     pub fn status_stamp(&self) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         let of = |name: &str| {
@@ -109,7 +110,16 @@ impl Store {
                 .ok()
                 .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
         };
-        [of("applied.json"), of("serial.json")]
+        [of("applied.json"), of("serial.json"), of("findings.json")]
+    }
+
+    /// The doctor's latest findings (written by the daemon, sent by the
+    /// transport in `Status`); none yet: empty.
+    pub fn findings(&self) -> Result<Vec<warren_plan::Finding>> {
+        Ok(self.get("findings.json")?.unwrap_or_default())
+    }
+    pub fn set_findings(&self, f: &[warren_plan::Finding]) -> Result<()> {
+        self.put("findings.json", &f)
     }
 
     pub fn applied(&self) -> Result<Option<Applied>> {
@@ -317,13 +327,18 @@ mod tests {
         let dir = crate::testing::scratch("store-stamp");
         let store = Store::open(&dir).unwrap();
         let empty = store.status_stamp();
-        assert_eq!(empty, [None, None]);
+        assert_eq!(empty, [None, None, None]);
         store.raise_serial(3).unwrap();
         let one = store.status_stamp();
         assert_ne!(one, empty);
         assert_eq!(store.status_stamp(), one, "reading changes nothing");
         store.raise_serial(4).unwrap();
         assert_ne!(store.status_stamp(), one);
+        // The doctor's findings are part of the status too.
+        let two = store.status_stamp();
+        assert!(store.findings().unwrap().is_empty());
+        store.set_findings(&[]).unwrap();
+        assert_ne!(store.status_stamp(), two);
     }
 
     #[test]

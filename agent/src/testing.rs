@@ -46,6 +46,7 @@ pub fn pretend_engine(dir: &Path, controller_seed: [u8; 32]) -> Engine<Recorder>
         )],
         wireguard: WgMode::Kernel,
         drift_interval_secs: 30,
+        doctor_interval_secs: 300,
         controller: None,
     };
     let mut sys = Recorder::default();

@@ -7,7 +7,8 @@
 //! Delivery is at-least-once: every session sends every outbox report the
 //! controller has not acknowledged (oldest first, each with its outbox
 //! `seq`), and a report leaves the outbox only when an `Ack` covers it.
-//! `Status` (replay floor, running plan, confirmed) goes out after `Keys`,
+//! `Status` (replay floor, running plan, confirmed, the doctor's findings)
+//! goes out after `Keys`,
 //! whenever it changes and at least every `STATUS_HEARTBEAT_SECS`.
 
 use crate::config::{Config, Link};
@@ -283,7 +284,8 @@ impl Session {
     }
 }
 
-/// The replay floor and the running plan, from the state directory.
+/// The replay floor, the running plan and the doctor's findings, from the
+/// state directory.
 fn agent_status(store: &Store) -> Result<AgentStatus> {
     let running = store.applied()?.map(|a| Running {
         serial: a.signed.envelope.serial,
@@ -291,8 +293,14 @@ fn agent_status(store: &Store) -> Result<AgentStatus> {
         plan_sha256: a.signed.envelope.plan_sha256.clone(),
         confirmed: a.confirmed,
     });
+    // Unreadable findings must not hold back the rest of the status.
+    let findings = store.findings().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the doctor's findings: {e:#}");
+        vec![]
+    });
     Ok(AgentStatus {
         max_serial: store.max_serial()?,
         running,
+        findings,
     })
 }

@@ -7,7 +7,6 @@ use warren_plan::{Finding, Plan};
 
 /// `warren-agent doctor`'s findings about foreign firewalls on the paths
 /// `plan`'s traffic takes.
-#[allow(dead_code)] // called by `warren-agent doctor`, which lands with it
 pub fn doctor_findings(_sys: &dyn Sys, _plan: Option<&Plan>) -> Vec<Finding> {
     Vec::new()
 }

@@ -109,6 +109,12 @@ fn apply_report(h: &mut HostRecord, r: &Report, at: u64) {
 /// counter so the next plan is above it.
 fn apply_status(h: &mut HostRecord, s: &AgentStatus, at: u64) {
     h.last_seen = Some(at);
+    h.findings = s
+        .findings
+        .iter()
+        .filter(|f| f.severity != warren_plan::Severity::Ok)
+        .cloned()
+        .collect();
     if let Some(floor) = s.max_serial {
         h.serial = h.serial.max(floor);
     }
@@ -621,6 +627,7 @@ mod tests {
                 plan_sha256: p.envelope.plan_sha256.clone(),
                 confirmed,
             }),
+            findings: vec![],
         }
     }
 
@@ -981,6 +988,28 @@ mod tests {
         let outs = sent(&drain(&mut r));
         assert_eq!(outs, [msg("router", "plan 2")], "behind and its turn: sent again");
         (r, h)
+    }
+
+    #[test]
+    fn a_status_keeps_the_findings_that_are_not_ok_and_the_next_one_replaces_them() {
+        let (mut r, mut h) = rolling_with_status();
+        let finding = |check: &str, severity| warren_plan::Finding {
+            check: check.into(),
+            severity,
+            what: "w".into(),
+            why: String::new(),
+            fix: String::new(),
+        };
+        let mut st = status("router", 1, 1, true);
+        st.findings = vec![
+            finding("clock", warren_plan::Severity::Ok),
+            finding("wan-handshake", warren_plan::Severity::Breaks),
+        ];
+        r.handle_status("router", &st, &mut h, 12);
+        let checks: Vec<&str> = h["router"].findings.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, ["wan-handshake"]);
+        r.handle_status("router", &status("router", 1, 1, true), &mut h, 13);
+        assert!(h["router"].findings.is_empty(), "healed: gone");
     }
 
     fn apply(r: &mut Rollout, h: &mut Hosts, host: &str, serial: u64, seq: u64) -> Vec<Output> {

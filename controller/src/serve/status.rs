@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use warren_plan::{Finding, Severity};
 use warren_wire::Report;
 
 /// Commit records kept in the snapshot, newest first.
@@ -65,6 +66,8 @@ pub struct HostSnapshot {
     pub last_report: Option<Report>,
     pub drift: Vec<String>,
     pub error: Option<String>,
+    /// The agent's doctor findings that are not ok (bounded).
+    pub findings: Vec<Finding>,
 }
 
 /// Longest agent-supplied string kept in the snapshot (characters).
@@ -105,6 +108,20 @@ fn bounded_report(mut r: Report) -> Report {
     r
 }
 
+/// The agent's findings, bounded like the rest of the snapshot.
+fn bounded_findings(v: Vec<Finding>) -> Vec<Finding> {
+    v.into_iter()
+        .take(MAX_ITEMS)
+        .map(|f| Finding {
+            check: bounded(f.check),
+            severity: f.severity,
+            what: bounded(f.what),
+            why: bounded(f.why),
+            fix: bounded(f.fix),
+        })
+        .collect()
+}
+
 /// `s` with every control character escaped (`\u{1b}`, `\n`), so that an
 /// agent's string cannot drive the operator's terminal.
 pub fn printable(s: &str) -> String {
@@ -136,6 +153,7 @@ impl From<HostRecord> for HostSnapshot {
             last_report: h.last_report.map(bounded_report),
             drift: bounded_list(h.drift),
             error: h.error.map(bounded),
+            findings: bounded_findings(h.findings),
         }
     }
 }
@@ -260,6 +278,10 @@ pub struct HostView {
     pub drift: Vec<String>,
     pub error: Option<String>,
     pub awaiting_keys: bool,
+    /// What the agent's `doctor` found that is not ok: warnings, and
+    /// findings whose severity is `breaks` (traffic is dropped whatever the
+    /// state says). The state stays what the plan's rollout says.
+    pub findings: Vec<Finding>,
 }
 
 impl HostView {
@@ -280,7 +302,16 @@ impl HostView {
             drift: h.drift.clone(),
             error: h.error.clone(),
             awaiting_keys: h.pending_keys > 0,
+            findings: h.findings.clone(),
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
@@ -333,8 +364,28 @@ impl StatusView {
                 None => "-".to_string(),
             };
             let extra = printable(&h.error.clone().unwrap_or_else(|| h.drift.join("; ")));
-            let state = h.state.label();
+            let count = |sev| h.findings.iter().filter(|f| f.severity == sev).count();
+            let (breaks, warns) = (count(Severity::Breaks), count(Severity::Warn));
+            // The state is the rollout's; the doctor's findings are added
+            // to it, never hidden behind "in sync".
+            let mut state = h.state.label().to_string();
+            if breaks > 0 {
+                state.push_str(&format!(", {breaks} breaking"));
+            }
+            if warns > 0 {
+                state.push_str(&format!(", {warns} warning{}", plural(warns)));
+            }
             let _ = writeln!(out, "{name:<12} {state:<12} {applied:<14} {seen:<10} {extra}");
+            for f in &h.findings {
+                let mark = match f.severity {
+                    Severity::Breaks => "BREAKS",
+                    Severity::Warn | Severity::Ok => "warn",
+                };
+                let _ = writeln!(out, "  {mark} {}: {}", printable(&f.check), printable(&f.what));
+                if !f.fix.is_empty() {
+                    let _ = writeln!(out, "    fix: {}", printable(&f.fix));
+                }
+            }
         }
         out
     }
@@ -464,6 +515,54 @@ router       drifted      c0aaaaaaaaaa #2 never      a; b
             empty,
             "desired commit (none)\nhost         state        applied        last seen  drift / error\n"
         );
+    }
+
+    #[test]
+    fn findings_are_shown_under_the_host_and_never_hidden_behind_in_sync() {
+        let finding = |check: &str, severity, what: &str, fix: &str| Finding {
+            check: check.into(),
+            severity,
+            what: what.into(),
+            why: "w".into(),
+            fix: fix.into(),
+        };
+        let sick = HostSnapshot {
+            findings: vec![
+                finding(
+                    "wan-handshake",
+                    Severity::Breaks,
+                    "no handshake on wg0",
+                    "unblock udp/51820",
+                ),
+                finding("conntrack", Severity::Warn, "80%", ""),
+            ],
+            ..synced()
+        };
+        assert_eq!(
+            HostState::of(&sick),
+            HostState::InSync,
+            "the rollout's state stays"
+        );
+        let s = StatusSnapshot {
+            good_commit: Some("c1".into()),
+            hosts: [("router".to_string(), sick)].into(),
+            ..StatusSnapshot::default()
+        };
+        let view = StatusView::from(&s);
+        assert_eq!(
+            view.render_text(100),
+            "desired commit c1
+host         state        applied        last seen  drift / error
+router       in sync, 1 breaking, 1 warning c1 #2          5s ago     
+  BREAKS wan-handshake: no handshake on wg0
+    fix: unblock udp/51820
+  warn conntrack: 80%
+"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["hosts"]["router"]["state"], "in_sync");
+        assert_eq!(json["hosts"]["router"]["findings"][0]["severity"], "breaks");
+        assert_eq!(json["hosts"]["router"]["findings"][1]["check"], "conntrack");
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct HostRecord {
     /// below it is a re-delivery, acknowledged but not applied again.
     #[serde(default)]
     pub last_seq: u64,
+    /// The agent's `doctor` findings that are not ok (warnings and what
+    /// breaks traffic), from its last status. Absent in older records: none.
+    #[serde(default)]
+    pub findings: Vec<warren_plan::Finding>,
 }
 
 /// Read a stored report, or `None` if its shape is not today's.

@@ -3,7 +3,7 @@
 //! outcome is a compile error wherever it is not handled.
 
 use serde::{Deserialize, Serialize};
-use warren_plan::Change;
+use warren_plan::{Change, Finding};
 
 /// What happened on the agent. On the wire and in files it is the
 /// `snake_case` name (`"rolled_back"`).
@@ -92,6 +92,10 @@ pub struct AgentStatus {
     pub max_serial: Option<u64>,
     /// The plan the host runs now, if any.
     pub running: Option<Running>,
+    /// What the agent's `doctor` found on the host (every check, ok ones
+    /// included), as of its last run. Absent from older agents: none.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// The plan an agent runs.
@@ -156,6 +160,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.seq, 0);
+    }
+
+    #[test]
+    fn a_status_from_an_older_agent_has_no_findings_and_an_older_controller_ignores_them() {
+        let old: AgentStatus = serde_json::from_str(r#"{"max_serial":3,"running":null}"#).unwrap();
+        assert!(old.findings.is_empty());
+        let new = AgentStatus {
+            findings: vec![warren_plan::Finding {
+                check: "clock".into(),
+                severity: warren_plan::Severity::Warn,
+                what: "w".into(),
+                why: String::new(),
+                fix: String::new(),
+            }],
+            ..old
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""severity":"warn""#), "{json}");
+        // What an older controller's type (no `findings`) makes of it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Older {
+            max_serial: Option<u64>,
+            running: Option<Running>,
+        }
+        assert_eq!(serde_json::from_str::<Older>(&json).unwrap().max_serial, Some(3));
     }
 
     #[test]

@@ -25,6 +25,13 @@ fn samples() -> Vec<Message> {
                 plan_sha256: "ab".repeat(32),
                 confirmed: false,
             }),
+            findings: vec![warren_plan::Finding {
+                check: "ip-forward".into(),
+                severity: warren_plan::Severity::Breaks,
+                what: "net.ipv4.ip_forward = 0".into(),
+                why: "no forwarding".into(),
+                fix: "sysctl -w net.ipv4.ip_forward=1".into(),
+            }],
         }),
         Message::Ack { seq: 3 },
         Message::Confirm { serial: 9 },
