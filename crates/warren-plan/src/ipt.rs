@@ -407,6 +407,13 @@ fn expand(table: &NftTable, r: &Rule) -> Result<Vec<Rule>, Unsupported> {
                     let mut e = rule.clone();
                     e.matches.push(Match::Dport(*l4, *key));
                     e.stmts[i] = stmt.clone();
+                    // One rule per forward: the map's comment ("one lookup
+                    // per map") is not true of a rule list.
+                    let to = match stmt {
+                        Stmt::DnatTo { addr, port } => format!("{addr}:{port}"),
+                        other => other.render().trim_start_matches("dnat ip to ").to_string(),
+                    };
+                    e.comment = format!("{} port {} to {to}", l4.as_str(), key.render());
                     e
                 })
             })
@@ -759,7 +766,7 @@ COMMIT\r\n";
             [
                 "-p tcp -i up --dport 22 -j RETURN",
                 "-p tcp -i up --dport 8000:8010 -j RETURN",
-                "-p tcp -i wg0 --dport 80 -j DNAT --to-destination 192.168.16.20:8080",
+                "-p tcp -i wg0 --dport 80 -m comment --comment \"tcp port 80 to 192.168.16.20:8080\" -j DNAT --to-destination 192.168.16.20:8080",
             ]
         );
         let mut bad = table.clone();
