@@ -86,7 +86,10 @@ fn ipt_rules(w: &World, host: &str, save: &str, ours: bool) -> String {
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| ours || !(l.contains("WARREN-INPUT") || l.contains("WARREN-FORWARD")))
-        .map(|l| l.split(" [").next().unwrap().to_string())
+        .map(|l| match l.strip_prefix(':') {
+            Some(decl) => format!(":{}", decl.split(" [").next().unwrap()),
+            None => l.to_string(),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -94,7 +97,9 @@ fn ipt_rules(w: &World, host: &str, save: &str, ours: bool) -> String {
 /// `table inet filter` as JSON items without handles and counters; without
 /// Warren's chains and jumps unless `ours`.
 fn nft_rules(w: &World, ours: bool) -> String {
-    let out = w.lab.ok("router", &["nft", "-j", "list", "table", "inet", "filter"]);
+    let out = w
+        .lab
+        .ok("router", &["nft", "-j", "list", "table", "inet", "filter"]);
     let norm = warren_plan::nft::normalize_listing(&out).unwrap();
     let items: Vec<serde_json::Value> = serde_json::from_str(&norm).unwrap();
     items
@@ -186,10 +191,26 @@ fn auto_opens_exactly_warren_s_paths_through_cloud_docker_and_home_firewalls() {
             && gw.contains("-A DOCKER-USER -m comment --comment warren -j WARREN-FORWARD\n-A DOCKER-USER -j RETURN"),
         "{gw}"
     );
-    assert!(!gw.contains("-A FORWARD -m comment --comment warren"), "Docker host: DOCKER-USER, not FORWARD: {gw}");
+    assert!(
+        !gw.contains("-A FORWARD -m comment --comment warren"),
+        "Docker host: DOCKER-USER, not FORWARD: {gw}"
+    );
     let rl = ipt_rules(&w, "router", "iptables-legacy-save", true);
-    assert!(rl.contains("-A FORWARD -m comment --comment warren -j WARREN-FORWARD\n-A FORWARD -m conntrack"), "{rl}");
+    assert!(
+        rl.contains("-A FORWARD -m comment --comment warren -j WARREN-FORWARD\n-A FORWARD -m conntrack"),
+        "{rl}"
+    );
     assert!(!rl.contains("WARREN-INPUT"), "legacy INPUT drops nothing: {rl}");
+    let nft = w.lab.ok("router", &["nft", "list", "table", "inet", "filter"]);
+    for hook in ["input", "forward"] {
+        assert!(
+            nft.contains(&format!(
+                "policy drop;\n\t\tjump warren_{hook} comment \"warren\"\n"
+            )),
+            "{nft}"
+        );
+    }
+    println!("gateway after converging:\n{gw}\nrouter (nft):\n{nft}");
 
     // TCP, UDP and a port range, phone -> LAN through the gateway and router.
     let _laptop = w.lab.listen("laptop", 25565);
@@ -198,9 +219,15 @@ fn auto_opens_exactly_warren_s_paths_through_cloud_docker_and_home_firewalls() {
         .connect("phone", "203.0.113.10", 25565, Duration::from_secs(3))
         .expect("TCP forward 25565 -> laptop");
     assert!(seen.starts_with("198.51.100.50:"), "{seen}");
-    let udp = w.lab.spawn("server", &[wt_net().to_str().unwrap(), "udp-echo", "9987"]);
+    let udp = w
+        .lab
+        .spawn("server", &[wt_net().to_str().unwrap(), "udp-echo", "9987"]);
     let answer = udp_ask(&w, "203.0.113.10", 9987).expect("UDP forward 9987 -> server");
-    assert!(answer.starts_with("peer 198.51.100.50:"), "{answer} ({})", w.lab.logs(udp));
+    assert!(
+        answer.starts_with("peer 198.51.100.50:"),
+        "{answer} ({})",
+        w.lab.logs(udp)
+    );
     let _range = w.lab.listen("server", 6001);
     w.lab
         .connect("phone", "203.0.113.10", 6001, Duration::from_secs(3))
@@ -209,8 +236,10 @@ fn auto_opens_exactly_warren_s_paths_through_cloud_docker_and_home_firewalls() {
     // The phone's private VPN, then a tablet added by a push.
     w.phone_vpn_up();
     vpn_reaches_the_lan(&w, "wgp", "192.168.17.69");
-    w.lab
-        .ok("phone", &["wg-quick", "down", &w.dir.join("wgp.conf").display().to_string()]);
+    w.lab.ok(
+        "phone",
+        &["wg-quick", "down", &w.dir.join("wgp.conf").display().to_string()],
+    );
     let tablet_private = wg_genkey();
     let tablet = format!(
         "    tablet:\n      address: 192.168.17.70\n      public_key: \"{}\"\n      routes: [192.168.17.1/32, 192.168.16.0/24]\n",
@@ -249,7 +278,17 @@ fn auto_opens_exactly_warren_s_paths_through_cloud_docker_and_home_firewalls() {
     // Someone deletes Warren's jump: drift, named.
     w.lab.ok(
         "gateway",
-        &["iptables-nft", "-D", "DOCKER-USER", "-m", "comment", "--comment", "warren", "-j", "WARREN-FORWARD"],
+        &[
+            "iptables-nft",
+            "-D",
+            "DOCKER-USER",
+            "-m",
+            "comment",
+            "--comment",
+            "warren",
+            "-j",
+            "WARREN-FORWARD",
+        ],
     );
     Lab::wait_for("the gateway's drift in status", Duration::from_secs(10), || {
         w.status()["hosts"]["gateway"]["state"] == "drifted"
@@ -260,17 +299,26 @@ fn auto_opens_exactly_warren_s_paths_through_cloud_docker_and_home_firewalls() {
     for h in ["gateway", "router"] {
         run_in(&w.lab, h, &agent_cmd(&w.dir, h, &["teardown"]));
     }
-    assert_eq!(foreign_rules(&w, true), before, "teardown left exactly the foreign rules");
+    assert_eq!(
+        foreign_rules(&w, true),
+        before,
+        "teardown left exactly the foreign rules"
+    );
 }
 
 #[test]
 fn own_table_only_touches_nothing_and_the_findings_give_the_fix() {
     let mut w = World::with_yaml("foreign-own", |y| {
-        y.replacen("    uplink: enp0s6", "    foreign_firewall: own-table-only\n    uplink: enp0s6", 1)
+        y.replacen(
+            "    uplink: enp0s6",
+            "    foreign_firewall: own-table-only\n    uplink: enp0s6",
+            1,
+        )
     });
     install_foreign_firewalls(&w);
     // Only the gateway's firewall in this test: the router's stays open.
-    w.lab.ok("router", &["iptables-legacy", "-P", "FORWARD", "ACCEPT"]);
+    w.lab
+        .ok("router", &["iptables-legacy", "-P", "FORWARD", "ACCEPT"]);
     w.lab.ok("router", &["nft", "delete", "table", "inet", "filter"]);
     let before = ipt_rules(&w, "gateway", "iptables-nft-save", true);
     w.start_agents();
@@ -286,7 +334,11 @@ fn own_table_only_touches_nothing_and_the_findings_give_the_fix() {
         .lab
         .connect("phone", "203.0.113.10", 25565, Duration::from_secs(2))
         .is_err());
-    assert_eq!(ipt_rules(&w, "gateway", "iptables-nft-save", true), before, "nothing foreign touched");
+    assert_eq!(
+        ipt_rules(&w, "gateway", "iptables-nft-save", true),
+        before,
+        "nothing foreign touched"
+    );
 
     // The agent's observation and the running plan: what doctor reports.
     let state: State = serde_json::from_str(&run_in(
@@ -309,9 +361,14 @@ fn own_table_only_touches_nothing_and_the_findings_give_the_fix() {
             (Severity::Breaks, "iptables-nft filter FORWARD (policy DROP, 1 DROP/REJECT rule(s)) would drop Warren's 2 forward path(s)"),
         ]
     );
-    assert_eq!(findings[0].fix, "iptables -I INPUT -p udp -i enp0s6 --dport 51820 -j ACCEPT");
+    assert_eq!(
+        findings[0].fix,
+        "iptables -I INPUT -p udp -i enp0s6 --dport 51820 -j ACCEPT"
+    );
     assert!(
-        findings[1].fix.contains("iptables -I DOCKER-USER -i enp0s6 -o wg0 -d 10.0.18.2/32 -m conntrack --ctstate DNAT -j ACCEPT"),
+        findings[1].fix.contains(
+            "iptables -I DOCKER-USER -i enp0s6 -o wg0 -d 10.0.18.2/32 -m conntrack --ctstate DNAT -j ACCEPT"
+        ),
         "{}",
         findings[1].fix
     );

@@ -203,7 +203,10 @@ fn send(addr: &str, port: u16, bytes: u64) -> Res<()> {
 
 fn udp_echo(port: u16) -> Res<()> {
     let s = std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind udp {port}: {e}"))?;
-    say(&format!("listening {}", s.local_addr().map_err(|e| e.to_string())?));
+    say(&format!(
+        "listening {}",
+        s.local_addr().map_err(|e| e.to_string())?
+    ));
     let mut buf = [0u8; 1500];
     loop {
         let (_, from) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;
@@ -218,7 +221,8 @@ fn udp_ask(addr: &str, port: u16, timeout: Duration) -> Res<()> {
     let until = Instant::now() + timeout;
     let mut buf = [0u8; 1500];
     while Instant::now() < until {
-        s.send_to(b"hi", (addr, port)).map_err(|e| format!("send to {addr}:{port}: {e}"))?;
+        s.send_to(b"hi", (addr, port))
+            .map_err(|e| format!("send to {addr}:{port}: {e}"))?;
         if let Ok((n, _)) = s.recv_from(&mut buf) {
             say(&String::from_utf8_lossy(&buf[..n]));
             return Ok(());
