@@ -26,10 +26,11 @@ pub struct Foreign;
 /// Where the kernel lists the legacy iptables tables that exist.
 const LEGACY_TABLES: &str = "/proc/net/ip_tables_names";
 
-/// Whether a read failed because the tool is not installed.
+/// Whether a read failed because the tool is not installed, or (older
+/// iptables) because its table does not exist: nothing to see either way.
 fn not_installed(e: &anyhow::Error) -> bool {
     let s = format!("{e:#}");
-    s.contains("is it installed") || s.contains("No such file or directory")
+    s.contains("is it installed") || s.contains("No such file or directory") || s.contains("does not exist")
 }
 
 fn save_prog(source: Source) -> &'static str {
