@@ -54,6 +54,7 @@ fn dispatch(backends: &mut Backends, sys: &mut dyn Sys, op: &Op) -> Result<Optio
         Op::Routing(op) => backends.routing.apply(sys, op),
         Op::Nft(op) => backends.nft.apply(sys, op),
         Op::Ipt(op) => backends.iptables.apply(sys, op),
+        Op::Foreign(op) => backends.foreign.apply(sys, op),
     }
 }
 

@@ -294,10 +294,16 @@ impl World {
     /// client config (with the keys the agents reported), the phone's own
     /// private key filled in, and plain `wg-quick up` (userspace fallback).
     pub fn phone_vpn_up(&self) -> String {
+        self.vpn_client_up("phone", &self.phone_private, "wgp")
+    }
+
+    /// The private VPN client `client` on the phone's namespace, with its
+    /// private key filled in, as `wg-quick up` of interface `iface`.
+    pub fn vpn_client_up(&self, client: &str, private: &str, iface: &str) -> String {
         let o = Command::new(bin("warren-controller"))
             .arg("client-config")
             .arg(&self.work)
-            .arg("phone")
+            .arg(client)
             .arg("--state-dir")
             .arg(self.dir.join("controller"))
             .output()
@@ -309,8 +315,8 @@ impl World {
         );
         let conf = String::from_utf8(o.stdout).unwrap();
         assert!(!conf.contains("awaiting"), "the router's key is known: {conf}");
-        let conf = conf.replace("<this device's private key>", &self.phone_private);
-        let path = self.dir.join("wgp.conf");
+        let conf = conf.replace("<this device's private key>", private);
+        let path = self.dir.join(format!("{iface}.conf"));
         std::fs::write(&path, &conf).unwrap();
         let p = path.display().to_string();
         self.lab.ok("phone", &["wg-quick", "up", &p]);
@@ -318,7 +324,7 @@ impl World {
     }
 }
 
-fn wg_genkey() -> String {
+pub fn wg_genkey() -> String {
     let o = Command::new("wg")
         .arg("genkey")
         .output()
@@ -326,7 +332,7 @@ fn wg_genkey() -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
-fn wg_pubkey(private: &str) -> String {
+pub fn wg_pubkey(private: &str) -> String {
     use std::io::Write;
     let mut c = Command::new("wg")
         .arg("pubkey")

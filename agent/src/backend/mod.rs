@@ -62,6 +62,7 @@ pub struct Backends {
     pub routing: routing::Routing,
     pub nft: nft::Nft,
     pub iptables: iptables::Iptables,
+    pub foreign: foreign::Foreign,
 }
 
 impl Backends {
@@ -72,6 +73,7 @@ impl Backends {
             routing: routing::Routing,
             nft: nft::Nft,
             iptables: iptables::Iptables,
+            foreign: foreign::Foreign,
         }
     }
 
@@ -83,6 +85,7 @@ impl Backends {
         observe_with(&self.routing, sys, scope, &mut state)?;
         observe_with(&self.nft, sys, scope, &mut state)?;
         observe_with(&self.iptables, sys, scope, &mut state)?;
+        observe_with(&self.foreign, sys, scope, &mut state)?;
         Ok(state)
     }
 }

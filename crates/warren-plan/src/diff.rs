@@ -9,6 +9,7 @@
 //! the order in which the results are applied. Like the rest of the crate it
 //! must not touch the host: no I/O, no clock.
 
+use crate::foreign::{self, ForeignState, Hole, Jump, WantHole};
 use crate::ipt::IptRuleset;
 use crate::net::Ipv4Cidr;
 use crate::nft::{NftTable, TABLE};
@@ -37,6 +38,8 @@ pub enum Op {
     Nft(NftOp),
     /// Warren's iptables chains ([`crate::ipt::CHAIN_PREFIX`]).
     Ipt(IptOp),
+    /// Warren's holes in the host's own firewall ([`crate::foreign`]).
+    Foreign(ForeignOp),
 }
 
 /// An operation on a WireGuard interface.
@@ -176,6 +179,36 @@ pub enum IptOp {
     DeleteChains,
 }
 
+/// An operation on Warren's holes in the host's own (foreign) firewall:
+/// owned chains and Warren's own jump rules to them, never a foreign rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForeignOp {
+    /// Make the owned chain exactly the hole's rules, delete Warren's
+    /// misplaced jumps (`remove`) and put one jump at the top of each chain
+    /// of `insert`, in one transaction.
+    OpenHole {
+        /// The hole the plan wants.
+        hole: WantHole,
+        /// Warren's jumps to delete first (not at the top, duplicated, or
+        /// from a chain no longer wanted).
+        remove: Vec<Jump>,
+        /// The foreign chains that need Warren's jump at their top.
+        insert: Vec<String>,
+    },
+    /// Remove Warren's jumps to the owned chain, then the chain.
+    CloseHole {
+        /// The hole as observed.
+        hole: Hole,
+    },
+}
+
+impl From<ForeignOp> for Op {
+    fn from(op: ForeignOp) -> Op {
+        Op::Foreign(op)
+    }
+}
+
 impl From<IptOp> for Op {
     fn from(op: IptOp) -> Op {
         Op::Ipt(op)
@@ -310,6 +343,7 @@ pub fn diff(plan: &Plan, live: &State, cx: &Context) -> Vec<Change> {
             .push(Change::unwanted(chains_resource(), IptOp::DeleteChains));
     }
     phases.stale_interfaces = stale_interfaces(plan, live, &cx.owned_interfaces);
+    (phases.foreign, phases.stale_foreign) = foreign_holes(plan, &live.foreign);
     phases.into_ordered()
 }
 
@@ -322,6 +356,7 @@ struct Phases {
     peers: Vec<Change>,
     routes: Vec<Change>,
     rules: Vec<Change>,
+    foreign: Vec<Change>,
     table: Vec<Change>,
     stale_peers: Vec<Change>,
     stale_addresses: Vec<Change>,
@@ -329,12 +364,14 @@ struct Phases {
     stale_routes: Vec<Change>,
     stale_table: Vec<Change>,
     stale_interfaces: Vec<Change>,
+    stale_foreign: Vec<Change>,
 }
 
 impl Phases {
     /// Interfaces first (per-interface sysctls need them), then their
-    /// settings, sysctls, peers, routes, rules, the nft table, and removals
-    /// last, so that nothing the new state relies on is missing meanwhile.
+    /// settings, sysctls, peers, routes, rules, the holes in the host's own
+    /// firewall, the nft table, and removals last (the holes at the very
+    /// end), so that nothing the new state relies on is missing meanwhile.
     fn into_ordered(self) -> Vec<Change> {
         let Phases {
             create,
@@ -343,6 +380,7 @@ impl Phases {
             peers,
             routes,
             rules,
+            foreign,
             table,
             stale_peers,
             stale_addresses,
@@ -350,9 +388,10 @@ impl Phases {
             stale_routes,
             stale_table,
             stale_interfaces,
+            stale_foreign,
         } = self;
         let mut out = create;
-        for phase in [settings, sysctls, peers, routes, rules, table] {
+        for phase in [settings, sysctls, peers, routes, rules, foreign, table] {
             out.extend(phase);
         }
         // Newest first: the order agents have always reported them in.
@@ -363,11 +402,78 @@ impl Phases {
             stale_routes,
             stale_table,
             stale_interfaces,
+            stale_foreign,
         ] {
             out.extend(phase);
         }
         out
     }
+}
+
+/// The holes in the host's own firewall the plan wants that are missing or
+/// not exactly right (to open), and Warren's holes it no longer wants (to
+/// close: all of them under `own-table-only` or with no openings).
+fn foreign_holes(plan: &Plan, live: &ForeignState) -> (Vec<Change>, Vec<Change>) {
+    let want = foreign::desired(live, plan);
+    let same = |w: &WantHole, h: &Hole| {
+        w.source == h.source && w.family == h.family && w.table == h.table && w.chain == h.chain
+    };
+    let mut open = Vec::new();
+    for w in &want {
+        let have = live.holes.iter().find(|h| same(w, h));
+        let Some((remove, insert, rules_differ)) = foreign::compare(w, have) else {
+            continue;
+        };
+        let actual = match have {
+            None => "absent".to_string(),
+            Some(h) => {
+                let mut why = Vec::new();
+                for f in &insert {
+                    match h.jumps.iter().find(|j| &j.from == f) {
+                        Some(j) => {
+                            why.push(format!("jump at position {} of {f}, not the top", j.position + 1))
+                        }
+                        None => why.push(format!("no jump in {f}")),
+                    }
+                }
+                for j in remove.iter().filter(|j| !w.from.contains(&j.from)) {
+                    why.push(format!("a jump from {} the plan no longer wants", j.from));
+                }
+                if rules_differ {
+                    why.push(format!(
+                        "its rules differ ({} found, {} expected)",
+                        h.rules.len(),
+                        w.rules.len()
+                    ));
+                }
+                if why.is_empty() {
+                    why.push("a duplicated jump".into());
+                }
+                why.join("; ")
+            }
+        };
+        open.push(Change::new(
+            w.name(),
+            format!(
+                "{} rule(s), one jump at the top of {}",
+                w.rules.len(),
+                w.from.join(", ")
+            ),
+            actual,
+            ForeignOp::OpenHole {
+                hole: w.clone(),
+                remove,
+                insert,
+            },
+        ));
+    }
+    let close = live
+        .holes
+        .iter()
+        .filter(|h| !want.iter().any(|w| same(w, h)))
+        .map(|h| Change::unwanted(h.name(), ForeignOp::CloseHole { hole: h.clone() }))
+        .collect();
+    (open, close)
 }
 
 /// One planned interface: created if missing, then its settings and peers.

@@ -12,6 +12,7 @@
 
 pub mod diff;
 pub mod finding;
+pub mod foreign;
 pub mod ipt;
 pub mod net;
 pub mod nft;
@@ -19,7 +20,7 @@ pub mod plan;
 pub mod sign;
 pub mod state;
 
-pub use diff::{diff, Change, Context, IptOp, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
+pub use diff::{diff, Change, Context, ForeignOp, IptOp, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
 pub use finding::{Finding, Severity};
 pub use plan::*;
 pub use sign::{sign, verify, Envelope, SignedPlan, VerifyError};

@@ -6,6 +6,7 @@
 //! Like the rest of the crate it only describes; reading the host is the
 //! agent's job.
 
+use crate::foreign::ForeignState;
 use crate::net::Ipv4Cidr;
 use crate::nft::TABLE;
 use crate::plan::{PolicyRule, Route};
@@ -78,6 +79,10 @@ pub struct State {
     /// Warren's iptables chains, if any exist.
     #[serde(default)]
     pub iptables: Option<IptState>,
+    /// The host's own firewall on Warren's paths, and Warren's holes in it
+    /// (owned chains and their jump rules): see [`crate::foreign`].
+    #[serde(default)]
+    pub foreign: ForeignState,
 }
 
 /// What the agent remembers of its last apply, needed to judge the
@@ -127,6 +132,26 @@ impl State {
             line(
                 &mut out,
                 format_args!("iptables chains {}*: present", crate::ipt::CHAIN_PREFIX),
+            );
+        }
+        for h in &self.foreign.holes {
+            let from: Vec<String> = h
+                .jumps
+                .iter()
+                .map(|j| format!("{}#{}", j.from, j.position + 1))
+                .collect();
+            line(
+                &mut out,
+                format_args!(
+                    "foreign hole {}: {} rule(s), jumps from {}",
+                    h.name(),
+                    h.rules.len(),
+                    if from.is_empty() {
+                        "-".into()
+                    } else {
+                        from.join(",")
+                    }
+                ),
             );
         }
         out

@@ -13,6 +13,10 @@
 //!                                    "received N\n" and prints "received N from IP:PORT".
 //! wt-net send ADDR PORT BYTES        sends BYTES bytes to a sink, waits for its "received N", prints
 //!                                    "sent BYTES bytes in MICROS us"; exit 1 on failure or short count.
+//! wt-net udp-echo PORT               UDP: prints "listening ADDR"; answers each datagram with
+//!                                    "peer IP:PORT" (its sender as seen here).
+//! wt-net udp-ask ADDR PORT TIMEOUT_MS UDP: sends a datagram every 200 ms until one is answered,
+//!                                    prints the answer, exit 0; exit 1 when TIMEOUT_MS passes.
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,9 +37,11 @@ fn main() -> ExitCode {
         ["hold", addr, port, ms] => num(port).and_then(|p| hold(addr, p, millis(ms)?)),
         ["sink", port] => num(port).and_then(sink),
         ["send", addr, port, bytes] => num(port).and_then(|p| send(addr, p, num(bytes)?)),
+        ["udp-echo", port] => num(port).and_then(udp_echo),
+        ["udp-ask", addr, port, ms] => num(port).and_then(|p| udp_ask(addr, p, millis(ms)?)),
         _ => Err(
             "usage: wt-net listen PORT | connect ADDR PORT TIMEOUT_MS | hold ADDR PORT [TIMEOUT_MS] \
-                  | sink PORT | send ADDR PORT BYTES"
+                  | sink PORT | send ADDR PORT BYTES | udp-echo PORT | udp-ask ADDR PORT TIMEOUT_MS"
                 .to_string(),
         ),
     };
@@ -193,4 +199,34 @@ fn send(addr: &str, port: u16, bytes: u64) -> Res<()> {
     }
     say(&format!("sent {bytes} bytes in {} us", elapsed.as_micros()));
     Ok(())
+}
+
+fn udp_echo(port: u16) -> Res<()> {
+    let s = std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind udp {port}: {e}"))?;
+    say(&format!(
+        "listening {}",
+        s.local_addr().map_err(|e| e.to_string())?
+    ));
+    let mut buf = [0u8; 1500];
+    loop {
+        let (_, from) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        let _ = s.send_to(format!("peer {from}").as_bytes(), from);
+    }
+}
+
+fn udp_ask(addr: &str, port: u16, timeout: Duration) -> Res<()> {
+    let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let until = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    while Instant::now() < until {
+        s.send_to(b"hi", (addr, port))
+            .map_err(|e| format!("send to {addr}:{port}: {e}"))?;
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            say(&String::from_utf8_lossy(&buf[..n]));
+            return Ok(());
+        }
+    }
+    Err(format!("no answer from {addr}:{port} within {timeout:?}"))
 }
