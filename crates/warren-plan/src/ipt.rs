@@ -409,10 +409,7 @@ fn expand(table: &NftTable, r: &Rule) -> Result<Vec<Rule>, Unsupported> {
                     e.stmts[i] = stmt.clone();
                     // One rule per forward: the map's comment ("one lookup
                     // per map") is not true of a rule list.
-                    let to = match stmt {
-                        Stmt::DnatTo { addr, port } => format!("{addr}:{port}"),
-                        other => other.render().trim_start_matches("dnat ip to ").to_string(),
-                    };
+                    let to = stmt.render().replace("dnat ip to ", "");
                     e.comment = format!("{} port {} to {to}", l4.as_str(), key.render());
                     e
                 })
