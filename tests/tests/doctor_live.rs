@@ -1,6 +1,7 @@
 //! `warren-agent doctor` and the truth in `status`, in the namespace lab
-//! against the real binaries: a gateway that drops the WAN VPN's UDP port
-//! (a foreign nft table) leaves both hosts "in sync" by their plans, but the
+//! against the real binaries: a network that drops the WAN VPN's UDP port
+//! (the internet core, where no agent can open it) leaves both hosts "in
+//! sync" by their plans, but the
 //! router's WAN handshake check says it breaks, and `warren-controller
 //! status` shows it under the host until the drop is gone. Then a healthy
 //! converged lab passes `doctor` (exit 0), and the problems the test
@@ -17,10 +18,12 @@ use warren_tests::bin;
 use warren_tests::lab::Lab;
 use warren_tests::world::{agent_cmd, World};
 
-/// A foreign table on the gateway that drops the WAN VPN's handshakes.
+/// A table in the internet core that drops the WAN VPN's handshakes: not
+/// on a Warren host, so `foreign_firewall: auto` cannot open it (a drop on
+/// the gateway itself would be opened, see foreign_live.rs).
 const BLOCK: &str = "table inet blocker {
-  chain input {
-    type filter hook input priority -10; policy accept;
+  chain forward {
+    type filter hook forward priority -10; policy accept;
     udp dport 51820 drop
   }
 }
@@ -66,7 +69,7 @@ fn doctor_names_what_breaks_traffic_and_status_shows_it() {
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, format!("{text}doctor_interval_secs = 1\n")).unwrap();
     }
-    w.lab.ok_with_stdin("gateway", &["nft", "-f", "-"], BLOCK);
+    w.lab.ok_with_stdin("inet", &["nft", "-f", "-"], BLOCK);
     w.start_agents();
     w.start_controller();
     let c = w.head();
@@ -96,8 +99,7 @@ fn doctor_names_what_breaks_traffic_and_status_shows_it() {
 
     // 2. The drop goes: the tunnel comes up, the periodic doctor clears the
     //    finding, and doctor passes on both hosts.
-    w.lab
-        .ok("gateway", &["nft", "delete", "table", "inet", "blocker"]);
+    w.lab.ok("inet", &["nft", "delete", "table", "inet", "blocker"]);
     w.wait_tunnel();
     Lab::wait_for(
         "the router's findings to clear in status",
