@@ -14,7 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 use warren_plan::foreign::{self, ForeignState};
-use warren_plan::{Plan, Severity, State};
+use warren_plan::{Finding, Plan, Severity, State};
 use warren_tests::lab::{wt_net, Lab};
 use warren_tests::world::{agent_cmd, run_in, wg_genkey, wg_pubkey, World};
 
@@ -372,6 +372,23 @@ fn own_table_only_touches_nothing_and_the_findings_give_the_fix() {
         "{}",
         findings[1].fix
     );
+
+    // `warren-agent doctor` on the gateway says the same, and exits 6.
+    let v = agent_cmd(&w.dir, "gateway", &["doctor", "--format", "json"]);
+    let r: Vec<&str> = v.iter().map(String::as_str).collect();
+    let o = w.lab.run("gateway", &r);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "doctor exits 6 when traffic breaks:\n{out}"
+    );
+    let doctor: Vec<Finding> = serde_json::from_slice(&o.stdout).unwrap();
+    let foreign_breaks: Vec<&Finding> = doctor
+        .iter()
+        .filter(|f| f.check == "foreign-firewall" && f.severity == Severity::Breaks)
+        .collect();
+    assert_eq!(foreign_breaks, findings.iter().collect::<Vec<_>>(), "{out}");
 
     // The fix, pasted as is, makes it work.
     for f in &findings {
