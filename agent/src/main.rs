@@ -218,19 +218,27 @@ fn apply(e: &mut Engine, plan: &Path) -> Result<Exit> {
     }
 }
 
+/// The signed plan at `path`, verified for this host (signature, host,
+/// format, content; not the serial: it is only read). Errors are printed;
+/// the exit code says which.
+fn verified_plan(e: &Engine, path: &Path) -> Result<warren_plan::SignedPlan, Exit> {
+    let sp = read_plan(path)?;
+    if let Err(err) = e.verify(&sp, false) {
+        eprintln!("error: plan rejected: {err}");
+        return Err(Exit::Rejected);
+    }
+    Ok(sp)
+}
+
 /// What applying `plan` would change, or (without a plan) the drift from
 /// the applied one. Read-only: it creates no key and writes nothing live.
 fn diff(e: &Engine, plan: Option<&Path>, format: Format) -> Result<Exit> {
     let changes = match plan {
         Some(path) => {
-            let sp = match read_plan(path) {
+            let sp = match verified_plan(e, path) {
                 Ok(sp) => sp,
                 Err(exit) => return Ok(exit),
             };
-            if let Err(err) = e.verify(&sp, false) {
-                eprintln!("error: plan rejected: {err}");
-                return Ok(Exit::Rejected);
-            }
             let mem = e.store.applied()?.and_then(|a| a.nft);
             e.changes(&sp.plan, mem.as_ref())?
         }
@@ -320,14 +328,10 @@ fn report(e: &Engine) -> Result<Exit> {
 fn doctor(e: &Engine, plan: Option<&Path>, format: Format) -> Result<Exit> {
     let findings = match plan {
         Some(path) => {
-            let sp = match read_plan(path) {
+            let sp = match verified_plan(e, path) {
                 Ok(sp) => sp,
                 Err(exit) => return Ok(exit),
             };
-            if let Err(err) = e.verify(&sp, false) {
-                eprintln!("error: plan rejected: {err}");
-                return Ok(Exit::Rejected);
-            }
             let running = e.running()?;
             let applied = running
                 .as_ref()
