@@ -452,3 +452,14 @@ fn forward_targets_wait_for_every_lan_to_resolve() {
         "warren.yaml:12:42: error[address-outside-subnet]: LAN \"iot\" address 192.168.30.0/24 is the network address, not the router's address\n  hint: write the router's own address with the prefix, e.g. 192.168.30.1/24",
     );
 }
+
+#[test]
+fn firewall_keys_only_on_a_linux_gateway_or_router() {
+    check(
+        &edit(
+            "      lan: { interface: br-lan, address: 192.168.16.1/24 }\n",
+            "      lan: { interface: br-lan, address: 192.168.16.1/24 }\n  pi:\n    role: agent\n    netfilter: iptables\n",
+        ),
+        "warren.yaml:14:16: error[wrong-role-key]: `netfilter` applies only to a Linux gateway or router (host \"pi\")",
+    );
+}
