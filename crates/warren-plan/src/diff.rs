@@ -730,19 +730,34 @@ fn table_resource() -> String {
     format!("table ip {TABLE}")
 }
 
+/// How the live firewall content (the nft table, or the iptables chains)
+/// compares with what the plan wants, judged by the agent's memory of its
+/// last apply: `None` when it is exactly what that apply of the same
+/// content (`digest`) left there, else what is there instead. `what` names
+/// the content (`table`, `chains`); `drift` describes a changed read-back
+/// (remembered, live).
+fn firewall_verdict(
+    digest: &str,
+    live: Option<&str>,
+    memory: Option<&NftMemory>,
+    what: &str,
+    drift: impl FnOnce(&str, &str) -> String,
+) -> Option<String> {
+    Some(match (live, memory) {
+        (None, _) => "absent".to_string(),
+        (Some(_), None) => "present, not applied by this agent".to_string(),
+        (Some(_), Some(m)) if m.digest != digest => format!("an older plan's {what}"),
+        (Some(l), Some(m)) if l != m.normalized => drift(&m.normalized, l),
+        (Some(_), Some(_)) => return None,
+    })
+}
+
 /// The plan's table replaces the live one unless the live one is exactly
 /// what this agent's last apply of the same table left there.
 fn replace_table(table: &NftTable, live: Option<&NftState>, memory: Option<&NftMemory>) -> Option<Change> {
     let digest = crate::hash_hex(table);
-    let actual = match (live, memory) {
-        (None, _) => "absent".to_string(),
-        (Some(_), None) => "present, not applied by this agent".to_string(),
-        (Some(_), Some(m)) if m.digest != digest => "an older plan's table".to_string(),
-        (Some(l), Some(m)) if l.normalized != m.normalized => {
-            describe_nft_drift(&m.normalized, &l.normalized)
-        }
-        (Some(_), Some(_)) => return None,
-    };
+    let live = live.map(|l| l.normalized.as_str());
+    let actual = firewall_verdict(&digest, live, memory, "table", describe_nft_drift)?;
     Some(Change::new(
         table_resource(),
         format!("the plan's table (sha256 {})", &digest[..12]),
@@ -764,15 +779,10 @@ fn replace_chains(
     memory: Option<&NftMemory>,
 ) -> Option<Change> {
     let digest = crate::hash_hex(ruleset);
-    let actual = match (live, memory) {
-        (None, _) => "absent".to_string(),
-        (Some(_), None) => "present, not applied by this agent".to_string(),
-        (Some(_), Some(m)) if m.digest != digest => "an older plan's chains".to_string(),
-        (Some(l), Some(m)) if l.normalized != m.normalized => {
-            "changed since it was applied (iptables-save differs)".to_string()
-        }
-        (Some(_), Some(_)) => return None,
-    };
+    let live = live.map(|l| l.normalized.as_str());
+    let actual = firewall_verdict(&digest, live, memory, "chains", |_, _| {
+        "changed since it was applied (iptables-save differs)".to_string()
+    })?;
     Some(Change::new(
         chains_resource(),
         format!("the plan's chains (sha256 {})", &digest[..12]),
