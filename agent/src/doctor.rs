@@ -9,6 +9,7 @@
 //! (no `ip link add … type wireguard`, no test socket), and never fixes what
 //! it finds.
 
+use crate::backend::iptables::{self, Variant};
 use crate::backend::wireguard::{parse_dump, WgMode};
 use crate::sys::Sys;
 use std::net::SocketAddrV4;
@@ -196,13 +197,6 @@ fn wireguard(sys: &dyn Sys, cx: &Context) -> Finding {
     }
 }
 
-/// Whether a `*-save` dump holds any rule or a chain policy that is not ACCEPT.
-fn has_rules(dump: &str) -> bool {
-    dump.lines().any(|l| {
-        l.starts_with("-A ") || (l.starts_with(':') && !l.contains(" ACCEPT ") && !l.contains(" - "))
-    })
-}
-
 /// The netfilter tools: `nft`, which variant `iptables` is, which variants
 /// hold rules, and whether the plan's choice is available.
 fn netfilter(sys: &dyn Sys, cx: &Context) -> Finding {
@@ -218,8 +212,8 @@ fn netfilter(sys: &dyn Sys, cx: &Context) -> Finding {
             "unknown"
         }
     });
-    let legacy_rules = sys.read("iptables-legacy-save", &[]).is_ok_and(|d| has_rules(&d));
-    let nft_rules = sys.read("iptables-nft-save", &[]).is_ok_and(|d| has_rules(&d));
+    let legacy_rules = iptables::holds_content(sys, Variant::Legacy);
+    let nft_rules = iptables::holds_content(sys, Variant::Nft);
     let mut what = vec![
         nft.clone().unwrap_or_else(|| "no nft".into()),
         ipt.clone().unwrap_or_else(|| "no iptables".into()),
@@ -851,9 +845,12 @@ mod tests {
         let x = netfilter(&sys, &cx(&p));
         assert_eq!(x.severity, Severity::Warn, "{x:?}");
         assert!(x.what.contains("rules in iptables-legacy and iptables-nft"));
-        assert!(!has_rules(
-            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [3:4]\nCOMMIT\n"
-        ));
+        r(
+            &mut sys,
+            "iptables-legacy-save ",
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [3:4]\nCOMMIT\n",
+        );
+        assert!(!iptables::holds_content(&sys, Variant::Legacy));
     }
 
     #[test]

@@ -91,6 +91,12 @@ fn has_content(t: &SavedTables) -> bool {
     })
 }
 
+/// Whether `v` is installed and holds anything ([`has_content`]): the same
+/// judgement [`detect`] makes, for `doctor` to report.
+pub fn holds_content(sys: &dyn Sys, v: Variant) -> bool {
+    dump(sys, v).ok().flatten().is_some_and(|t| has_content(&t))
+}
+
 fn holds_warren(t: &SavedTables) -> bool {
     t.values()
         .any(|table| table.chains.keys().any(|c| c.starts_with(CHAIN_PREFIX)))
