@@ -234,6 +234,7 @@ mod tests {
             }],
             firewall: Firewall::None,
             openings: Default::default(),
+            routeros: None,
             notes: vec![],
         }
     }

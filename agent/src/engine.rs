@@ -55,6 +55,7 @@ fn dispatch(backends: &mut Backends, sys: &mut dyn Sys, op: &Op) -> Result<Optio
         Op::Nft(op) => backends.nft.apply(sys, op),
         Op::Ipt(op) => backends.iptables.apply(sys, op),
         Op::Foreign(op) => backends.foreign.apply(sys, op),
+        Op::Ros(op) => backends.routeros.apply(sys, op),
     }
 }
 
@@ -686,6 +687,7 @@ mod tests {
                 chains: vec![],
             }),
             openings: Default::default(),
+            routeros: None,
             notes: vec![],
         }
     }

@@ -166,6 +166,7 @@ fn plan(sysctls: &[(&str, &str)]) -> Plan {
         rules: vec![],
         firewall: Firewall::None,
         openings: Default::default(),
+        routeros: None,
         notes: vec![],
     }
 }

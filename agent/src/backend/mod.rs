@@ -11,6 +11,7 @@
 pub mod foreign;
 pub mod iptables;
 pub mod nft;
+pub mod routeros;
 pub mod routing;
 pub mod sysctl;
 pub mod wireguard;
@@ -63,6 +64,7 @@ pub struct Backends {
     pub nft: nft::Nft,
     pub iptables: iptables::Iptables,
     pub foreign: foreign::Foreign,
+    pub routeros: routeros::RouterOs,
 }
 
 impl Backends {
@@ -74,6 +76,7 @@ impl Backends {
             nft: nft::Nft,
             iptables: iptables::Iptables,
             foreign: foreign::Foreign,
+            routeros: routeros::RouterOs::default(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Backends {
         observe_with(&self.nft, sys, scope, &mut state)?;
         observe_with(&self.iptables, sys, scope, &mut state)?;
         observe_with(&self.foreign, sys, scope, &mut state)?;
+        observe_with(&self.routeros, sys, scope, &mut state)?;
         Ok(state)
     }
 }

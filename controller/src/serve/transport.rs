@@ -40,7 +40,7 @@ pub struct Agents(Arc<RwLock<Inner>>);
 impl Agents {
     pub fn update(&self, cfg: &warren_model::Config) {
         let mut inner = Inner::default();
-        for h in cfg.hosts.values() {
+        for (name, h) in agent_hosts(cfg) {
             let Some(a) = &h.agent else { continue };
             let Some(key) = a
                 .identity
@@ -49,11 +49,11 @@ impl Agents {
             else {
                 continue;
             };
-            inner.identities.insert(key.to_bytes(), h.name.clone());
+            inner.identities.insert(key.to_bytes(), name.clone());
             if let Some((ip, port)) = a.address {
                 inner
                     .dial
-                    .insert(h.name.clone(), (SocketAddr::from((ip, port)), key));
+                    .insert(name.clone(), (SocketAddr::from((ip, port)), key));
             }
         }
         if let Ok(mut g) = self.0.write() {
@@ -69,6 +69,31 @@ impl Agents {
     fn dial_targets(&self) -> BTreeMap<String, (SocketAddr, VerifyingKey)> {
         self.0.read().map(|g| g.dial.clone()).unwrap_or_default()
     }
+}
+
+/// Each plan-carrying host with the host whose agent serves it: itself, or,
+/// for a RouterOS router, its `managed_by` agent host, whose agent then
+/// speaks for the router (its session is the router's, and the agent host
+/// itself carries no plan).
+fn agent_hosts(cfg: &warren_model::Config) -> Vec<(String, &warren_model::model::Host)> {
+    use warren_model::model::Platform;
+    let managers: std::collections::BTreeSet<&str> = cfg
+        .hosts
+        .values()
+        .filter(|h| h.platform == Platform::Routeros)
+        .filter_map(|h| h.managed_by.as_deref())
+        .collect();
+    let mut v = Vec::new();
+    for h in cfg.hosts.values() {
+        if h.platform == Platform::Routeros {
+            if let Some(m) = h.managed_by.as_deref().and_then(|m| cfg.hosts.get(m)) {
+                v.push((h.name.clone(), m));
+            }
+        } else if !managers.contains(h.name.as_str()) {
+            v.push((h.name.clone(), h));
+        }
+    }
+    v
 }
 
 static SESSION: AtomicU64 = AtomicU64::new(1);

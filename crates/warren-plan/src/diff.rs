@@ -14,6 +14,7 @@ use crate::ipt::IptRuleset;
 use crate::net::Ipv4Cidr;
 use crate::nft::{NftTable, TABLE};
 use crate::plan::{Firewall, PeerKey, Plan, PolicyRule, Route, WgInterface, WgPeer};
+use crate::ros::RosOp;
 use crate::state::{InterfaceState, IptState, NftMemory, NftState, PeerState, State};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +41,8 @@ pub enum Op {
     Ipt(IptOp),
     /// Warren's holes in the host's own firewall ([`crate::foreign`]).
     Foreign(ForeignOp),
+    /// An object on a RouterOS router ([`crate::ros`]).
+    Ros(RosOp),
 }
 
 /// An operation on a WireGuard interface.
@@ -203,6 +206,12 @@ pub enum ForeignOp {
     },
 }
 
+impl From<RosOp> for Op {
+    fn from(op: RosOp) -> Op {
+        Op::Ros(op)
+    }
+}
+
 impl From<ForeignOp> for Op {
     fn from(op: ForeignOp) -> Op {
         Op::Foreign(op)
@@ -263,7 +272,7 @@ impl fmt::Display for Change {
 }
 
 impl Change {
-    fn new(
+    pub(crate) fn new(
         resource: String,
         expected: impl Into<String>,
         actual: impl Into<String>,
@@ -312,6 +321,11 @@ pub struct Context<'a> {
 /// Compare `plan` with `live`. The result is ordered so that it can be
 /// applied as is (see [`Phases::into_ordered`]).
 pub fn diff(plan: &Plan, live: &State, cx: &Context) -> Vec<Change> {
+    if plan.platform == crate::Platform::Routeros {
+        // The agent drives the router, not its own host: only RouterOS
+        // objects are compared (and a plan without them wants none).
+        return crate::ros::diff(plan.routeros.as_ref(), live.routeros.as_ref());
+    }
     let mut phases = Phases::default();
     for want in &plan.wireguard {
         interface(want, live.interfaces.get(&want.name), cx, &mut phases);
@@ -993,6 +1007,7 @@ mod tests {
             rules: vec![rule(456, Some(10))],
             firewall: Firewall::Nftables(table()),
             openings: Default::default(),
+            routeros: None,
             notes: vec![],
         };
         let mut live = State::default();

@@ -1263,7 +1263,8 @@ COMMIT
                     | Op::Sysctl(_)
                     | Op::Routing(_)
                     | Op::Nft(_)
-                    | Op::Ipt(_) => None,
+                    | Op::Ipt(_)
+                    | Op::Ros(_) => None,
                 })
                 .collect();
             assert_eq!(

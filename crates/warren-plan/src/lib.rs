@@ -17,12 +17,14 @@ pub mod ipt;
 pub mod net;
 pub mod nft;
 pub mod plan;
+pub mod ros;
 pub mod sign;
 pub mod state;
 
 pub use diff::{diff, Change, Context, ForeignOp, IptOp, NftOp, Op, OwnKey, RoutingOp, SysctlOp, WgOp};
 pub use finding::{Finding, Severity};
 pub use plan::*;
+pub use ros::{RosConfig, RosOp, RosState};
 pub use sign::{sign, verify, Envelope, SignedPlan, VerifyError};
 pub use state::{InterfaceState, IptState, NftMemory, NftState, PeerState, State};
 

@@ -21,8 +21,8 @@ pub const RT_PROTO: u8 = 77;
 pub enum Platform {
     /// Linux: WireGuard, nftables and policy routing, agent on the host.
     Linux,
-    /// MikroTik RouterOS, driven over SSH by an agent elsewhere (no compiler
-    /// target yet).
+    /// MikroTik RouterOS v7, driven over its REST API by an agent on a host
+    /// next to it (the plan's [`Plan::routeros`]).
     Routeros,
 }
 
@@ -219,6 +219,11 @@ pub struct Plan {
     /// whether the agent may open it. Absent in older plans: nothing.
     #[serde(default)]
     pub openings: Openings,
+    /// A RouterOS router's objects ([`Platform::Routeros`] plans only; the
+    /// other fields then describe the same network for people and for the
+    /// controller, and the agent applies only this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routeros: Option<crate::ros::RosConfig>,
     /// How the compiler derived what is not written in the YAML, for reviewers.
     pub notes: Vec<String>,
 }
@@ -238,6 +243,7 @@ impl Plan {
             rules: Vec::new(),
             firewall: Firewall::None,
             openings: Openings::default(),
+            routeros: None,
             notes: Vec::new(),
         }
     }

@@ -180,6 +180,7 @@ mod tests {
             rules: vec![],
             firewall: crate::Firewall::None,
             openings: Default::default(),
+            routeros: None,
             notes: vec![],
         }
     }

@@ -83,6 +83,9 @@ pub struct State {
     /// (owned chains and their jump rules): see [`crate::foreign`].
     #[serde(default)]
     pub foreign: ForeignState,
+    /// A RouterOS router's rows in Warren's menus, when the agent drives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routeros: Option<crate::ros::RosState>,
 }
 
 /// What the agent remembers of its last apply, needed to judge the
