@@ -2,13 +2,15 @@
 # if missing. Needs root (every Warren machine runs as root).
 #   warren_install_deps        build + lab: what ./demo.sh needs
 #   warren_install_deps test   also an OpenSSH server (the ssh:// repo test
-#                              runs its own sshd; the system one is not started)
+#                              runs its own sshd; the system one is not started),
+#                              and openssl + curl (the RouterOS simulator's
+#                              certificate, and an independent REST client)
 warren_install_deps() {
     local need=() p pkgs
     # Build: libgit2's https/ssh transports need OpenSSL. Lab: WireGuard
     # (userspace), nftables, iproute2, git.
     pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
-    [ "${1:-}" = test ] && pkgs="$pkgs openssh-server"
+    [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done

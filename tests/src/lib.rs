@@ -5,6 +5,7 @@
 // Test support fails loudly: a panic here is a failed test with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 pub mod lab;
+pub mod mikrotik;
 pub mod world;
 
 use std::collections::BTreeMap;
