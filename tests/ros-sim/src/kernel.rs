@@ -151,7 +151,12 @@ impl Route {
             a.push(self.dst.clone());
             a.extend(self.args.iter().cloned());
         }
-        a.extend(["table".into(), self.table.to_string(), "proto".into(), RT_PROTO.to_string()]);
+        a.extend([
+            "table".into(),
+            self.table.to_string(),
+            "proto".into(),
+            RT_PROTO.to_string(),
+        ]);
         a
     }
 }
@@ -219,7 +224,10 @@ fn render_wireguard(db: &Db, k: &mut Kernel) {
                 1420
             }),
         };
-        let private_key = row.get("private-key").filter(|k| valid_key(k)).map(str::to_string);
+        let private_key = row
+            .get("private-key")
+            .filter(|k| valid_key(k))
+            .map(str::to_string);
         if private_key.is_none() {
             note(&mut k.notes, M, row, "no valid private-key: interface has no key");
         }
@@ -238,7 +246,12 @@ fn render_wireguard(db: &Db, k: &mut Kernel) {
     const P: &str = "interface/wireguard/peers";
     for row in config_rows(db, P) {
         let Some(iface) = row.get("interface").and_then(|i| k.wireguard.get_mut(i)) else {
-            note(&mut k.notes, P, row, "interface is not a WireGuard interface: skipped");
+            note(
+                &mut k.notes,
+                P,
+                row,
+                "interface is not a WireGuard interface: skipped",
+            );
             continue;
         };
         let Some(key) = row.get("public-key").filter(|k| valid_key(k)) else {
@@ -253,8 +266,16 @@ fn render_wireguard(db: &Db, k: &mut Kernel) {
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect();
-        if let Some(bad) = allowed_ips.iter().find(|a| !a.chars().all(|c| c.is_ascii_hexdigit() || ".:/".contains(c))) {
-            note(&mut k.notes, P, row, &format!("bad allowed-address {bad:?}: skipped"));
+        if let Some(bad) = allowed_ips
+            .iter()
+            .find(|a| !a.chars().all(|c| c.is_ascii_hexdigit() || ".:/".contains(c)))
+        {
+            note(
+                &mut k.notes,
+                P,
+                row,
+                &format!("bad allowed-address {bad:?}: skipped"),
+            );
             continue;
         }
         let host = row.get("endpoint-address").unwrap_or("");
@@ -267,7 +288,12 @@ fn render_wireguard(db: &Db, k: &mut Kernel) {
         let keepalive = match row.get("persistent-keepalive").filter(|v| !v.is_empty()) {
             None => 0,
             Some(v) => parse_duration(v).unwrap_or_else(|| {
-                note(&mut k.notes, P, row, &format!("bad persistent-keepalive {v:?}: off"));
+                note(
+                    &mut k.notes,
+                    P,
+                    row,
+                    &format!("bad persistent-keepalive {v:?}: off"),
+                );
                 0
             }),
         };
@@ -348,7 +374,12 @@ fn render_routes(db: &Db, k: &mut Kernel) {
     for row in config_rows(db, M) {
         let table_name = row.get("routing-table").unwrap_or("main");
         let Some(&table) = k.tables.get(table_name) else {
-            note(&mut k.notes, M, row, &format!("unknown routing-table {table_name:?}: skipped"));
+            note(
+                &mut k.notes,
+                M,
+                row,
+                &format!("unknown routing-table {table_name:?}: skipped"),
+            );
             continue;
         };
         let dst = row.get("dst-address").unwrap_or("0.0.0.0/0").to_string();
@@ -366,7 +397,12 @@ fn render_routes(db: &Db, k: &mut Kernel) {
                 continue;
             };
             if gws.next().is_some() {
-                note(&mut k.notes, M, row, "several gateways: only the first is projected");
+                note(
+                    &mut k.notes,
+                    M,
+                    row,
+                    "several gateways: only the first is projected",
+                );
             }
             let (ip, dev) = match first.split_once('%') {
                 Some((ip, dev)) => (Some(ip), Some(dev)),
@@ -392,7 +428,12 @@ fn render_routes(db: &Db, k: &mut Kernel) {
         };
         let key = (table, dst.clone());
         if k.routes.contains_key(&key) {
-            note(&mut k.notes, M, row, "a route to the same destination in the same table comes first: skipped");
+            note(
+                &mut k.notes,
+                M,
+                row,
+                "a route to the same destination in the same table comes first: skipped",
+            );
             continue;
         }
         k.routes.insert(key, Route { table, dst, args });
@@ -429,7 +470,10 @@ fn render_rules(db: &Db, k: &mut Kernel) {
         }
         let table = row.get("table").unwrap_or("main");
         let action = row.get("action").unwrap_or("lookup");
-        let lookup = k.tables.get(table).map(|n| vec!["lookup".to_string(), n.to_string()]);
+        let lookup = k
+            .tables
+            .get(table)
+            .map(|n| vec!["lookup".to_string(), n.to_string()]);
         let (first, second): (Option<Vec<String>>, Option<Vec<String>>) = match action {
             "lookup" => (lookup, None),
             "lookup-only-in-table" => (lookup, Some(vec!["unreachable".to_string()])),
@@ -613,7 +657,12 @@ impl Firewall<'_> {
                     continue;
                 };
                 if !is_base(t, chain) && !valid_chain(chain) {
-                    note(&mut self.notes, menu, row, &format!("unsupported chain name {chain:?}: skipped"));
+                    note(
+                        &mut self.notes,
+                        menu,
+                        row,
+                        &format!("unsupported chain name {chain:?}: skipped"),
+                    );
                     continue;
                 }
                 let rule = match self.rule(t, chain, row) {
@@ -624,7 +673,10 @@ impl Firewall<'_> {
                         continue;
                     }
                 };
-                if let Some(target) = row.get("jump-target").filter(|_| row.get("action") == Some("jump")) {
+                if let Some(target) = row
+                    .get("jump-target")
+                    .filter(|_| row.get("action") == Some("jump"))
+                {
                     user.entry(nft_chain(t, target)).or_default();
                 }
                 let name = nft_chain(t, chain);
@@ -711,11 +763,19 @@ impl Firewall<'_> {
                     if !valid_ifname(v) {
                         return Err(format!("bad {key} {v:?}"));
                     }
-                    let f = if key == "in-interface" { "iifname" } else { "oifname" };
+                    let f = if key == "in-interface" {
+                        "iifname"
+                    } else {
+                        "oifname"
+                    };
                     Match::Expr(format!("{f} {op}\"{v}\""))
                 }
                 "in-interface-list" | "out-interface-list" => {
-                    let f = if key == "in-interface-list" { "iifname" } else { "oifname" };
+                    let f = if key == "in-interface-list" {
+                        "iifname"
+                    } else {
+                        "oifname"
+                    };
                     let members: Option<&BTreeSet<String>> = self.lists.get(v);
                     match (v, members) {
                         ("all", _) => const_match(true, neg),
@@ -733,9 +793,10 @@ impl Firewall<'_> {
                 }
                 "connection-state" => {
                     let states: Vec<&str> = v.split(',').collect();
-                    if let Some(s) = states.iter().find(|s| {
-                        !["established", "related", "new", "invalid", "untracked"].contains(s)
-                    }) {
+                    if let Some(s) = states
+                        .iter()
+                        .find(|s| !["established", "related", "new", "invalid", "untracked"].contains(s))
+                    {
                         return Err(format!("unsupported connection-state {s:?}"));
                     }
                     Match::Expr(format!("ct state {op}{{ {} }}", states.join(", ")))
@@ -756,7 +817,10 @@ impl Firewall<'_> {
                     let n = if v == "no-mark" {
                         0
                     } else {
-                        *self.marks.get(v).ok_or_else(|| format!("unknown connection-mark {v:?}"))?
+                        *self
+                            .marks
+                            .get(v)
+                            .ok_or_else(|| format!("unknown connection-mark {v:?}"))?
                     };
                     let cmp = if neg { "!=" } else { "==" };
                     Match::Expr(format!("ct mark & {CONNMARK_MASK:#06x} {cmp} {n:#x}"))
@@ -788,7 +852,11 @@ impl Firewall<'_> {
                         }
                     }
                     need_proto(&mut parts, true);
-                    let value = if set.is_empty() { "0x0".to_string() } else { set.join(" | ") };
+                    let value = if set.is_empty() {
+                        "0x0".to_string()
+                    } else {
+                        set.join(" | ")
+                    };
                     Match::Expr(format!("tcp flags & ({}) == {value}", mask.join(" | ")))
                 }
                 "tcp-mss" => {
@@ -799,12 +867,24 @@ impl Firewall<'_> {
                     Match::Expr(format!("tcp option maxseg size {op}{v}"))
                 }
                 "dst-address-type" | "src-address-type" => {
-                    if !["local", "unicast", "broadcast", "multicast", "blackhole", "prohibit", "unreachable"]
-                        .contains(&v)
+                    if ![
+                        "local",
+                        "unicast",
+                        "broadcast",
+                        "multicast",
+                        "blackhole",
+                        "prohibit",
+                        "unreachable",
+                    ]
+                    .contains(&v)
                     {
                         return Err(format!("unsupported {key} {v:?}"));
                     }
-                    let f = if key == "dst-address-type" { "daddr" } else { "saddr" };
+                    let f = if key == "dst-address-type" {
+                        "daddr"
+                    } else {
+                        "saddr"
+                    };
                     Match::Expr(format!("fib {f} type {op}{v}"))
                 }
                 "ipsec-policy" => match v {
@@ -847,10 +927,7 @@ impl Firewall<'_> {
                         .get(name)
                         .ok_or_else(|| format!("bad new-connection-mark {name:?}"))?
                 };
-                stop(format!(
-                    "ct mark set ct mark & {:#010x} | {n:#x}",
-                    !CONNMARK_MASK
-                ))
+                stop(format!("ct mark set ct mark & {:#010x} | {n:#x}", !CONNMARK_MASK))
             }
             "mark-routing" if t == "mangle" => {
                 let name = row.get("new-routing-mark").unwrap_or("");
@@ -929,9 +1006,7 @@ fn nat_ports(p: &str) -> std::result::Result<(), String> {
 }
 
 fn valid_ifname(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 15
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !n.is_empty() && n.len() <= 15 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn valid_chain(n: &str) -> bool {
@@ -1038,12 +1113,18 @@ pub fn reset() {
 fn forget_stale() -> Result<()> {
     let proto = RT_PROTO.to_string();
     run("ip", &["route", "flush", "table", "all", "proto", &proto], None)?;
-    let rules: serde_json::Value = serde_json::from_str(&run("ip", &["-j", "rule", "show"], None)?)
+    let rules: serde_json::Value = serde_json::from_str(&run("ip", &["-N", "-j", "rule", "show"], None)?)
         .context("ip -j rule show: bad JSON")?;
     for r in rules.as_array().into_iter().flatten() {
-        if r["protocol"].as_str() == Some(proto.as_str()) || r["protocol"].as_u64() == Some(u64::from(RT_PROTO)) {
+        if r["protocol"].as_str() == Some(proto.as_str())
+            || r["protocol"].as_u64() == Some(u64::from(RT_PROTO))
+        {
             if let Some(p) = r["priority"].as_u64() {
-                run("ip", &["rule", "del", "priority", &p.to_string(), "protocol", &proto], None)?;
+                run(
+                    "ip",
+                    &["rule", "del", "priority", &p.to_string(), "protocol", &proto],
+                    None,
+                )?;
             }
         }
     }
@@ -1119,7 +1200,11 @@ fn apply_wireguard(cur: &mut Applied, want: &Kernel) -> Result<()> {
             };
         }
         if fresh || prev.mtu != w.mtu {
-            run("ip", &["link", "set", "dev", name, "mtu", &w.mtu.to_string()], None)?;
+            run(
+                "ip",
+                &["link", "set", "dev", name, "mtu", &w.mtu.to_string()],
+                None,
+            )?;
         }
         if fresh || prev.up != w.up {
             let state = if w.up { "up" } else { "down" };
@@ -1192,7 +1277,10 @@ fn start_wireguard_go(name: &str) -> Result<()> {
     let t = Instant::now();
     while !sock.exists() {
         if t.elapsed() > Duration::from_secs(5) {
-            bail!("`wireguard-go {name}` started but {} did not appear", sock.display());
+            bail!(
+                "`wireguard-go {name}` started but {} did not appear",
+                sock.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -1213,17 +1301,29 @@ fn addresses_on(dev: &str) -> Result<BTreeSet<String>> {
 }
 
 fn apply_addresses(cur: &mut Applied, want: &Kernel) -> Result<()> {
-    let gone: Vec<Address> = cur.kernel.addresses.difference(&want.addresses).cloned().collect();
+    let gone: Vec<Address> = cur
+        .kernel
+        .addresses
+        .difference(&want.addresses)
+        .cloned()
+        .collect();
     for a in gone {
         if cur.own_addrs.remove(&a) && link_exists(&a.interface) {
             run("ip", &["address", "del", &a.address, "dev", &a.interface], None)?;
         }
         cur.kernel.addresses.remove(&a);
     }
-    let new: Vec<Address> = want.addresses.difference(&cur.kernel.addresses).cloned().collect();
+    let new: Vec<Address> = want
+        .addresses
+        .difference(&cur.kernel.addresses)
+        .cloned()
+        .collect();
     for a in new {
         if !link_exists(&a.interface) {
-            let n = format!("address {} on {}: no such interface here (not projected)", a.address, a.interface);
+            let n = format!(
+                "address {} on {}: no such interface here (not projected)",
+                a.address, a.interface
+            );
             if cur.reported.insert(n.clone()) {
                 eprintln!("{TAG}: {n}");
             }
@@ -1259,17 +1359,32 @@ fn apply_routes(cur: &mut Applied, want: &Kernel) -> Result<()> {
             continue;
         }
         let t = r.table.to_string();
-        let live = run("ip", &["-j", "route", "show", "table", &t, "exact", &r.dst], None)?;
+        let live = match run(
+            "ip",
+            &["-N", "-j", "route", "show", "table", &t, "exact", &r.dst],
+            None,
+        ) {
+            Ok(l) => l,
+            // A table with no routes yet.
+            Err(e) if format!("{e:#}").contains("table does not exist") => "[]".to_string(),
+            Err(e) => return Err(e),
+        };
         let live: serde_json::Value = serde_json::from_str(&live).unwrap_or_default();
         let foreign = live.as_array().into_iter().flatten().any(|e| {
-            e["protocol"].as_str() != Some(proto.as_str()) && e["protocol"].as_u64() != Some(u64::from(RT_PROTO))
+            e["protocol"].as_str() != Some(proto.as_str())
+                && e["protocol"].as_u64() != Some(u64::from(RT_PROTO))
         });
         let msg = if foreign {
-            Some(format!("route {} table {t}: a route that is not ours holds it (not projected)", r.dst))
+            Some(format!(
+                "route {} table {t}: a route that is not ours holds it (not projected)",
+                r.dst
+            ))
         } else {
             let args = r.command();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run("ip", &args, None).err().map(|e| format!("{e:#} (retried on the next change)"))
+            run("ip", &args, None)
+                .err()
+                .map(|e| format!("{e:#} (retried on the next change)"))
         };
         match msg {
             Some(n) => eprintln!("{TAG}: {n}"),
@@ -1291,7 +1406,11 @@ fn apply_rules(cur: &mut Applied, want: &Kernel) -> Result<()> {
         .map(|(p, _)| *p)
         .collect();
     for p in stale {
-        run("ip", &["rule", "del", "priority", &p.to_string(), "protocol", &proto], None)?;
+        run(
+            "ip",
+            &["rule", "del", "priority", &p.to_string(), "protocol", &proto],
+            None,
+        )?;
         cur.kernel.rules.remove(&p);
     }
     for (p, r) in &want.rules {
@@ -1314,7 +1433,11 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let shown = format!("`{prog} {}`", args.join(" "));
     let mut child = Command::new(prog)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1323,7 +1446,9 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
         pipe.write_all(text.as_bytes())
             .with_context(|| format!("{shown}: writing its stdin"))?;
     }
-    let out = child.wait_with_output().with_context(|| format!("{shown}: waiting"))?;
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("{shown}: waiting"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed ({}): {}",

@@ -53,16 +53,91 @@ const MANGLE: &str = "ip/firewall/mangle";
 
 fn defconf_filter(b: &mut DbBuilder, chain: &str) {
     if chain == "input" {
-        b.add(FILTER, &[("chain", "input"), ("action", "accept"), ("connection-state", "established,related,untracked"), ("comment", "defconf: accept established,related,untracked")]);
-        b.add(FILTER, &[("chain", "input"), ("action", "drop"), ("connection-state", "invalid"), ("comment", "defconf: drop invalid")]);
-        b.add(FILTER, &[("chain", "input"), ("action", "accept"), ("protocol", "icmp"), ("comment", "defconf: accept ICMP")]);
-        b.add(FILTER, &[("chain", "input"), ("action", "drop"), ("in-interface-list", "!LAN"), ("comment", "defconf: drop all not coming from LAN")]);
+        b.add(
+            FILTER,
+            &[
+                ("chain", "input"),
+                ("action", "accept"),
+                ("connection-state", "established,related,untracked"),
+                ("comment", "defconf: accept established,related,untracked"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "input"),
+                ("action", "drop"),
+                ("connection-state", "invalid"),
+                ("comment", "defconf: drop invalid"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "input"),
+                ("action", "accept"),
+                ("protocol", "icmp"),
+                ("comment", "defconf: accept ICMP"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "input"),
+                ("action", "drop"),
+                ("in-interface-list", "!LAN"),
+                ("comment", "defconf: drop all not coming from LAN"),
+            ],
+        );
     } else {
-        b.add(FILTER, &[("chain", "forward"), ("action", "accept"), ("ipsec-policy", "in,ipsec"), ("comment", "defconf: accept in ipsec policy")]);
-        b.add(FILTER, &[("chain", "forward"), ("action", "fasttrack-connection"), ("connection-state", "established,related"), ("hw-offload", "true"), ("comment", "defconf: fasttrack")]);
-        b.add(FILTER, &[("chain", "forward"), ("action", "accept"), ("connection-state", "established,related,untracked"), ("comment", "defconf: accept established,related, untracked")]);
-        b.add(FILTER, &[("chain", "forward"), ("action", "drop"), ("connection-state", "invalid"), ("comment", "defconf: drop invalid")]);
-        b.add(FILTER, &[("chain", "forward"), ("action", "drop"), ("connection-state", "new"), ("connection-nat-state", "!dstnat"), ("in-interface-list", "WAN"), ("comment", "defconf: drop all from WAN not DSTNATed")]);
+        b.add(
+            FILTER,
+            &[
+                ("chain", "forward"),
+                ("action", "accept"),
+                ("ipsec-policy", "in,ipsec"),
+                ("comment", "defconf: accept in ipsec policy"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "forward"),
+                ("action", "fasttrack-connection"),
+                ("connection-state", "established,related"),
+                ("hw-offload", "true"),
+                ("comment", "defconf: fasttrack"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "forward"),
+                ("action", "accept"),
+                ("connection-state", "established,related,untracked"),
+                ("comment", "defconf: accept established,related, untracked"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "forward"),
+                ("action", "drop"),
+                ("connection-state", "invalid"),
+                ("comment", "defconf: drop invalid"),
+            ],
+        );
+        b.add(
+            FILTER,
+            &[
+                ("chain", "forward"),
+                ("action", "drop"),
+                ("connection-state", "new"),
+                ("connection-nat-state", "!dstnat"),
+                ("in-interface-list", "WAN"),
+                ("comment", "defconf: drop all from WAN not DSTNATed"),
+            ],
+        );
     }
 }
 
@@ -73,41 +148,244 @@ pub fn warren_db(i: Ifaces<'_>, jumps: Jumps) -> Db {
     let mut b = DbBuilder::default();
     b.add("interface/list", &[("name", "LAN"), ("comment", "defconf")]);
     b.add("interface/list", &[("name", "WAN"), ("comment", "defconf")]);
-    b.add("interface/list/member", &[("list", "LAN"), ("interface", i.lan), ("comment", "defconf")]);
-    b.add("interface/list/member", &[("list", "WAN"), ("interface", i.wan), ("comment", "defconf")]);
-    b.add("ip/address", &[("address", "192.168.77.1/24"), ("interface", i.lan), ("comment", "defconf")]);
-    b.add("ip/address", &[("address", "10.100.0.2/30"), ("interface", i.tunnel), ("comment", "warren:addr/wg0")]);
-    b.add("routing/table", &[("name", "main"), ("fib", ""), ("dynamic", "true")]);
-    b.add("routing/table", &[("name", "warren-100"), ("fib", ""), ("comment", "warren:table/warren-100")]);
-    b.add("ip/route", &[("dst-address", "0.0.0.0/0"), ("gateway", "10.100.0.1"), ("routing-table", "warren-100"), ("comment", "warren:route/warren-100/0.0.0.0/0")]);
-    b.add("ip/route", &[("dst-address", "192.168.77.0/24"), ("gateway", i.lan), ("routing-table", "main"), ("dynamic", "true"), ("connect", "true")]);
-    b.add("routing/rule", &[("routing-mark", "warren-100"), ("action", "lookup-only-in-table"), ("table", "warren-100"), ("comment", "warren:rule/wan")]);
+    b.add(
+        "interface/list/member",
+        &[("list", "LAN"), ("interface", i.lan), ("comment", "defconf")],
+    );
+    b.add(
+        "interface/list/member",
+        &[("list", "WAN"), ("interface", i.wan), ("comment", "defconf")],
+    );
+    b.add(
+        "ip/address",
+        &[
+            ("address", "192.168.77.1/24"),
+            ("interface", i.lan),
+            ("comment", "defconf"),
+        ],
+    );
+    b.add(
+        "ip/address",
+        &[
+            ("address", "10.100.0.2/30"),
+            ("interface", i.tunnel),
+            ("comment", "warren:addr/wg0"),
+        ],
+    );
+    b.add(
+        "routing/table",
+        &[("name", "main"), ("fib", ""), ("dynamic", "true")],
+    );
+    b.add(
+        "routing/table",
+        &[
+            ("name", "warren-100"),
+            ("fib", ""),
+            ("comment", "warren:table/warren-100"),
+        ],
+    );
+    b.add(
+        "ip/route",
+        &[
+            ("dst-address", "0.0.0.0/0"),
+            ("gateway", "10.100.0.1"),
+            ("routing-table", "warren-100"),
+            ("comment", "warren:route/warren-100/0.0.0.0/0"),
+        ],
+    );
+    b.add(
+        "ip/route",
+        &[
+            ("dst-address", "192.168.77.0/24"),
+            ("gateway", i.lan),
+            ("routing-table", "main"),
+            ("dynamic", "true"),
+            ("connect", "true"),
+        ],
+    );
+    b.add(
+        "routing/rule",
+        &[
+            ("routing-mark", "warren-100"),
+            ("action", "lookup-only-in-table"),
+            ("table", "warren-100"),
+            ("comment", "warren:rule/wan"),
+        ],
+    );
 
     // Warren's chains (created first, as the agent does).
     let t = i.tunnel;
     let not_t = format!("!{t}");
-    b.add(MANGLE, &[("chain", "warren-prerouting"), ("in-interface", t), ("connection-state", "new"), ("action", "mark-connection"), ("new-connection-mark", "warren-100"), ("passthrough", "true"), ("comment", "warren:mangle/mark-conn")]);
-    b.add(MANGLE, &[("chain", "warren-prerouting"), ("in-interface", &not_t), ("connection-mark", "warren-100"), ("action", "mark-routing"), ("new-routing-mark", "warren-100"), ("passthrough", "false"), ("comment", "warren:mangle/route-replies")]);
-    b.add(MANGLE, &[("chain", "warren-output"), ("connection-mark", "warren-100"), ("action", "mark-routing"), ("new-routing-mark", "warren-100"), ("passthrough", "false"), ("comment", "warren:mangle/route-local-replies")]);
-    b.add(MANGLE, &[("chain", "warren-forward"), ("protocol", "tcp"), ("tcp-flags", "syn"), ("out-interface", t), ("tcp-mss", "1381-65535"), ("action", "change-mss"), ("new-mss", "1380"), ("passthrough", "true"), ("comment", "warren:mangle/mss-out")]);
-    b.add(NAT, &[("chain", "warren-dstnat"), ("protocol", "tcp"), ("dst-port", "8080"), ("action", "dst-nat"), ("to-addresses", "192.168.77.10"), ("to-ports", "80"), ("comment", "warren:nat/tcp-8080")]);
-    b.add(FILTER, &[("chain", "warren-forward"), ("connection-mark", "warren-100"), ("connection-nat-state", "dstnat"), ("action", "accept"), ("comment", "warren:filter/accept-forwarded")]);
-    b.add(FILTER, &[("chain", "warren-forward"), ("in-interface", t), ("connection-state", "new"), ("connection-nat-state", "!dstnat"), ("action", "drop"), ("comment", "warren:filter/drop-unforwarded")]);
-    b.add(FILTER, &[("chain", "warren-input"), ("in-interface", t), ("protocol", "udp"), ("dst-port", "51821"), ("action", "accept"), ("comment", "warren:filter/vpn-port")]);
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "warren-prerouting"),
+            ("in-interface", t),
+            ("connection-state", "new"),
+            ("action", "mark-connection"),
+            ("new-connection-mark", "warren-100"),
+            ("passthrough", "true"),
+            ("comment", "warren:mangle/mark-conn"),
+        ],
+    );
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "warren-prerouting"),
+            ("in-interface", &not_t),
+            ("connection-mark", "warren-100"),
+            ("action", "mark-routing"),
+            ("new-routing-mark", "warren-100"),
+            ("passthrough", "false"),
+            ("comment", "warren:mangle/route-replies"),
+        ],
+    );
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "warren-output"),
+            ("connection-mark", "warren-100"),
+            ("action", "mark-routing"),
+            ("new-routing-mark", "warren-100"),
+            ("passthrough", "false"),
+            ("comment", "warren:mangle/route-local-replies"),
+        ],
+    );
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "warren-forward"),
+            ("protocol", "tcp"),
+            ("tcp-flags", "syn"),
+            ("out-interface", t),
+            ("tcp-mss", "1381-65535"),
+            ("action", "change-mss"),
+            ("new-mss", "1380"),
+            ("passthrough", "true"),
+            ("comment", "warren:mangle/mss-out"),
+        ],
+    );
+    b.add(
+        NAT,
+        &[
+            ("chain", "warren-dstnat"),
+            ("protocol", "tcp"),
+            ("dst-port", "8080"),
+            ("action", "dst-nat"),
+            ("to-addresses", "192.168.77.10"),
+            ("to-ports", "80"),
+            ("comment", "warren:nat/tcp-8080"),
+        ],
+    );
+    b.add(
+        FILTER,
+        &[
+            ("chain", "warren-forward"),
+            ("connection-mark", "warren-100"),
+            ("connection-nat-state", "dstnat"),
+            ("action", "accept"),
+            ("comment", "warren:filter/accept-forwarded"),
+        ],
+    );
+    b.add(
+        FILTER,
+        &[
+            ("chain", "warren-forward"),
+            ("in-interface", t),
+            ("connection-state", "new"),
+            ("connection-nat-state", "!dstnat"),
+            ("action", "drop"),
+            ("comment", "warren:filter/drop-unforwarded"),
+        ],
+    );
+    b.add(
+        FILTER,
+        &[
+            ("chain", "warren-input"),
+            ("in-interface", t),
+            ("protocol", "udp"),
+            ("dst-port", "51821"),
+            ("action", "accept"),
+            ("comment", "warren:filter/vpn-port"),
+        ],
+    );
 
     // Built-in chains: Warren's jumps at the top, then defconf.
-    b.add(MANGLE, &[("chain", "prerouting"), ("action", "jump"), ("jump-target", "warren-prerouting"), ("comment", "warren:jump/mangle-prerouting")]);
-    b.add(MANGLE, &[("chain", "output"), ("action", "jump"), ("jump-target", "warren-output"), ("comment", "warren:jump/mangle-output")]);
-    b.add(MANGLE, &[("chain", "forward"), ("action", "jump"), ("jump-target", "warren-forward"), ("comment", "warren:jump/mangle-forward")]);
-    b.add(NAT, &[("chain", "dstnat"), ("in-interface", t), ("action", "jump"), ("jump-target", "warren-dstnat"), ("comment", "warren:jump/nat-dstnat")]);
-    b.add(NAT, &[("chain", "srcnat"), ("action", "masquerade"), ("out-interface-list", "WAN"), ("ipsec-policy", "out,none"), ("comment", "defconf: masquerade")]);
-    b.add(FILTER, &[("chain", "input"), ("action", "jump"), ("jump-target", "warren-input"), ("comment", "warren:jump/filter-input")]);
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "prerouting"),
+            ("action", "jump"),
+            ("jump-target", "warren-prerouting"),
+            ("comment", "warren:jump/mangle-prerouting"),
+        ],
+    );
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "output"),
+            ("action", "jump"),
+            ("jump-target", "warren-output"),
+            ("comment", "warren:jump/mangle-output"),
+        ],
+    );
+    b.add(
+        MANGLE,
+        &[
+            ("chain", "forward"),
+            ("action", "jump"),
+            ("jump-target", "warren-forward"),
+            ("comment", "warren:jump/mangle-forward"),
+        ],
+    );
+    b.add(
+        NAT,
+        &[
+            ("chain", "dstnat"),
+            ("in-interface", t),
+            ("action", "jump"),
+            ("jump-target", "warren-dstnat"),
+            ("comment", "warren:jump/nat-dstnat"),
+        ],
+    );
+    b.add(
+        NAT,
+        &[
+            ("chain", "srcnat"),
+            ("action", "masquerade"),
+            ("out-interface-list", "WAN"),
+            ("ipsec-policy", "out,none"),
+            ("comment", "defconf: masquerade"),
+        ],
+    );
+    b.add(
+        FILTER,
+        &[
+            ("chain", "input"),
+            ("action", "jump"),
+            ("jump-target", "warren-input"),
+            ("comment", "warren:jump/filter-input"),
+        ],
+    );
     defconf_filter(&mut b, "input");
-    let jump_fwd: &[(&str, &str)] = &[("chain", "forward"), ("action", "jump"), ("jump-target", "warren-forward"), ("comment", "warren:jump/filter-forward")];
+    let jump_fwd: &[(&str, &str)] = &[
+        ("chain", "forward"),
+        ("action", "jump"),
+        ("jump-target", "warren-forward"),
+        ("comment", "warren:jump/filter-forward"),
+    ];
     if jumps == Jumps::Top {
         b.add(FILTER, jump_fwd);
     }
-    b.add(FILTER, &[("chain", "forward"), ("action", "passthrough"), ("dynamic", "true"), ("comment", "special dummy rule to show fasttrack counters")]);
+    b.add(
+        FILTER,
+        &[
+            ("chain", "forward"),
+            ("action", "passthrough"),
+            ("dynamic", "true"),
+            ("comment", "special dummy rule to show fasttrack counters"),
+        ],
+    );
     defconf_filter(&mut b, "forward");
     if jumps == Jumps::BelowFastTrack {
         b.add(FILTER, jump_fwd);
