@@ -12,3 +12,5 @@ pub fn render(db: &Db) -> Kernel {
     let _ = db;
     Kernel {}
 }
+
+pub fn sync(db:&Db)->anyhow::Result<()>{let _=db;Ok(())}
