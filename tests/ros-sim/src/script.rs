@@ -140,7 +140,11 @@ fn lex(src: &str) -> Result<Vec<Tok>, RosError> {
                 while i < c.len() && !c[i].is_whitespace() && !"\"[]{};=".contains(c[i]) {
                     i += 1;
                 }
-                out.push(Tok::Word(c[start..i].iter().collect()));
+                let w: String = c[start..i].iter().collect();
+                if w.contains('$') {
+                    return Err(syntax("variables are not supported"));
+                }
+                out.push(Tok::Word(w));
             }
         }
     }
