@@ -15,15 +15,24 @@ pub struct RosError {
 impl RosError {
     /// 400 Bad Request with a detail, the usual refusal.
     pub fn bad(detail: impl Into<String>) -> Self {
-        RosError { status: 400, detail: Some(detail.into()) }
+        RosError {
+            status: 400,
+            detail: Some(detail.into()),
+        }
     }
     /// 404 `{"error":404,"message":"Not Found"}` (no detail).
     pub fn not_found() -> Self {
-        RosError { status: 404, detail: None }
+        RosError {
+            status: 404,
+            detail: None,
+        }
     }
     /// 401 `{"error":401,"message":"Unauthorized"}`.
     pub fn unauthorized() -> Self {
-        RosError { status: 401, detail: None }
+        RosError {
+            status: 401,
+            detail: None,
+        }
     }
     /// `unknown parameter <name>`.
     pub fn unknown_parameter(name: &str) -> Self {

@@ -34,10 +34,16 @@ pub struct Response {
 
 impl Response {
     fn ok(v: Value) -> Self {
-        Response { status: 200, body: Some(v) }
+        Response {
+            status: 200,
+            body: Some(v),
+        }
     }
     fn err(e: &RosError) -> Self {
-        Response { status: e.status, body: Some(e.body()) }
+        Response {
+            status: e.status,
+            body: Some(e.body()),
+        }
     }
 }
 
@@ -67,7 +73,8 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 fn is_id(s: &str) -> bool {
-    s.strip_prefix('*').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+    s.strip_prefix('*')
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A JSON value as a RouterOS argument string.
@@ -94,7 +101,10 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, RosError> {
 }
 
 fn to_args(m: &Map<String, Value>, skip: &[&str]) -> Args {
-    m.iter().filter(|(k, _)| !skip.contains(&k.as_str())).map(|(k, v)| (k.clone(), arg_string(v))).collect()
+    m.iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), arg_string(v)))
+        .collect()
 }
 
 /// A row as GET shows it: a disabled static route comes back without
@@ -116,7 +126,12 @@ fn view(menu: &str, r: &Row, proplist: Option<&[String]>) -> Value {
 
 fn proplist_of(v: Option<&Value>) -> Option<Vec<String>> {
     match v? {
-        Value::String(s) => Some(s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()),
+        Value::String(s) => Some(
+            s.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        ),
         Value::Array(a) => Some(a.iter().map(arg_string).collect()),
         _ => None,
     }
@@ -126,13 +141,21 @@ fn proplist_of(v: Option<&Value>) -> Option<Vec<String>> {
 /// `-k`, `#|`, `#&`, `#!`) on one row.
 fn query_matches(r: &Row, words: &[String]) -> Result<bool, RosError> {
     let mut stack: Vec<bool> = Vec::new();
-    let val = |k: &str| if k == ".id" { Some(r.id.clone()) } else { r.get(k).map(str::to_string) };
+    let val = |k: &str| {
+        if k == ".id" {
+            Some(r.id.clone())
+        } else {
+            r.get(k).map(str::to_string)
+        }
+    };
     for w in words {
         let bad = || RosError::bad(format!("invalid query word {w}"));
         let b = if let Some(op) = w.strip_prefix('#') {
             match op {
                 "|" | "&" => {
-                    let (Some(x), Some(y)) = (stack.pop(), stack.pop()) else { return Err(bad()) };
+                    let (Some(x), Some(y)) = (stack.pop(), stack.pop()) else {
+                        return Err(bad());
+                    };
                     if op == "|" {
                         x || y
                     } else {
@@ -171,16 +194,30 @@ pub fn handle(sim: &mut Sim, req: &Request) -> Response {
     let authorised = req.auth.as_ref().is_some_and(|(u, p)| sim.authorised(u, p));
     if !authorised {
         let who = req.auth.as_ref().map(|(u, _)| u.as_str()).unwrap_or("");
-        sim.router.log_line("system,error,critical", &format!("login failure for user {who} via rest-api"));
+        sim.router.log_line(
+            "system,error,critical",
+            &format!("login failure for user {who} via rest-api"),
+        );
         return Response::err(&RosError::unauthorized());
     }
     if req.method == "HEAD" {
-        return Response::err(&RosError { status: 501, detail: None });
+        return Response::err(&RosError {
+            status: 501,
+            detail: None,
+        });
     }
-    let Some(rest) = req.path.strip_prefix("/rest/").or_else(|| req.path.strip_prefix("/rest")) else {
+    let Some(rest) = req
+        .path
+        .strip_prefix("/rest/")
+        .or_else(|| req.path.strip_prefix("/rest"))
+    else {
         return Response::err(&RosError::not_found());
     };
-    let segs: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
     let mutating = match req.method.as_str() {
         "PUT" | "PATCH" | "DELETE" => true,
         "POST" => segs.last().is_some_and(|c| MUTATING.contains(&c.as_str())),
@@ -213,7 +250,11 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
     let mut path = String::new();
     let mut menu: Option<(&'static Menu, usize)> = None;
     for (i, s) in segs.iter().enumerate() {
-        let next = if path.is_empty() { s.clone() } else { format!("{path}/{s}") };
+        let next = if path.is_empty() {
+            s.clone()
+        } else {
+            format!("{path}/{s}")
+        };
         if !schema::is_dir(&next) {
             break;
         }
@@ -224,10 +265,18 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
     }
     let Some((m, used)) = menu else {
         let bad = segs.iter().scan(String::new(), |p, s| {
-            *p = if p.is_empty() { s.clone() } else { format!("{p}/{s}") };
+            *p = if p.is_empty() {
+                s.clone()
+            } else {
+                format!("{p}/{s}")
+            };
             Some((s.clone(), schema::is_dir(p)))
         });
-        let name = bad.filter(|(_, ok)| !ok).map(|(s, _)| s).next().unwrap_or_default();
+        let name = bad
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| s)
+            .next()
+            .unwrap_or_default();
         return Err(RosError::no_such(&name));
     };
     let rest = &segs[used..];
@@ -241,7 +290,9 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
         ("GET", None) => {
             let rows = router.db.rows(path);
             if m.singleton {
-                return Ok(Response::ok(rows.first().map(|r| view(path, r, None)).unwrap_or(json!({}))));
+                return Ok(Response::ok(
+                    rows.first().map(|r| view(path, r, None)).unwrap_or(json!({})),
+                ));
             }
             let mut conds = Vec::new();
             let mut proplist = None;
@@ -270,10 +321,13 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
             } else {
                 return Err(RosError::bad("no such command prefix"));
             };
-            let proplist = req.query.iter().find(|(k, _)| k == ".proplist").map(|(_, v)| {
-                v.split(',').map(str::to_string).collect::<Vec<_>>()
-            });
-            row.map(|r| Response::ok(view(path, r, proplist.as_deref()))).ok_or_else(RosError::not_found)
+            let proplist = req
+                .query
+                .iter()
+                .find(|(k, _)| k == ".proplist")
+                .map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>());
+            row.map(|r| Response::ok(view(path, r, proplist.as_deref())))
+                .ok_or_else(RosError::not_found)
         }
         ("PUT", None) => {
             let body = parse_body(&req.body)?;
@@ -284,15 +338,27 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
         ("PATCH", Some(x)) => {
             let body = parse_body(&req.body)?;
             let id = if is_id(x) {
-                router.db.get(path, x).map(|r| r.id.clone()).ok_or_else(RosError::not_found)?
+                router
+                    .db
+                    .get(path, x)
+                    .map(|r| r.id.clone())
+                    .ok_or_else(RosError::not_found)?
             } else if m.named {
-                router.db.by_name(path, x).map(|r| r.id.clone()).ok_or_else(RosError::not_found)?
+                router
+                    .db
+                    .by_name(path, x)
+                    .map(|r| r.id.clone())
+                    .ok_or_else(RosError::not_found)?
             } else {
                 return Err(RosError::bad("no such command prefix"));
             };
             let args = to_args(&body, &[".id"]);
             if let Err(e) = router.set(path, &id, &args) {
-                if !is_id(x) && e.detail.as_deref().is_some_and(|d| d.starts_with("unknown parameter")) {
+                if !is_id(x)
+                    && e.detail
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("unknown parameter"))
+                {
                     return Err(RosError::bad("missing or invalid resource identifier"));
                 }
                 return Err(e);
@@ -302,14 +368,25 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
         }
         ("DELETE", Some(x)) => {
             let id = if is_id(x) {
-                router.db.get(path, x).map(|r| r.id.clone()).ok_or_else(RosError::not_found)?
+                router
+                    .db
+                    .get(path, x)
+                    .map(|r| r.id.clone())
+                    .ok_or_else(RosError::not_found)?
             } else if m.named {
-                router.db.by_name(path, x).map(|r| r.id.clone()).ok_or_else(RosError::not_found)?
+                router
+                    .db
+                    .by_name(path, x)
+                    .map(|r| r.id.clone())
+                    .ok_or_else(RosError::not_found)?
             } else {
                 return Err(RosError::bad("no such command prefix"));
             };
             router.remove(path, &id)?;
-            Ok(Response { status: 204, body: None })
+            Ok(Response {
+                status: 204,
+                body: None,
+            })
         }
         ("POST", Some(cmd)) => {
             let body = parse_body(&req.body)?;
@@ -317,7 +394,10 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
         }
         ("POST" | "PATCH" | "DELETE", None) => Err(RosError::bad("no such command")),
         (_, Some(x)) if req.method == "PUT" => Err(RosError::no_such(x)),
-        _ => Err(RosError { status: 406, detail: Some("unsupported method".into()) }),
+        _ => Err(RosError {
+            status: 406,
+            detail: Some("unsupported method".into()),
+        }),
     }
 }
 
@@ -348,7 +428,9 @@ fn command(sim: &mut Sim, m: &Menu, cmd: &str, body: &Map<String, Value>) -> Res
             };
             let rows = router.db.rows(path);
             if m.singleton {
-                return Ok(Response::ok(Value::Array(rows.iter().map(|r| view(path, r, proplist.as_deref())).collect())));
+                return Ok(Response::ok(Value::Array(
+                    rows.iter().map(|r| view(path, r, proplist.as_deref())).collect(),
+                )));
             }
             let mut out = Vec::new();
             for r in rows {
@@ -363,7 +445,11 @@ fn command(sim: &mut Sim, m: &Menu, cmd: &str, body: &Map<String, Value>) -> Res
             Ok(Response::ok(json!({"ret": id})))
         }
         "set" => {
-            let numbers = if m.singleton { String::new() } else { numbers_of(body).unwrap_or_default() };
+            let numbers = if m.singleton {
+                String::new()
+            } else {
+                numbers_of(body).unwrap_or_default()
+            };
             router.set(path, &numbers, &to_args(body, &["numbers", ".id"]))?;
             Ok(Response::ok(json!([])))
         }
@@ -380,7 +466,10 @@ fn command(sim: &mut Sim, m: &Menu, cmd: &str, body: &Map<String, Value>) -> Res
         "unset" => {
             check(&["numbers", ".id", "value-name"])?;
             let numbers = numbers_of(body).ok_or_else(|| RosError::bad("missing =.id="))?;
-            let name = body.get("value-name").map(arg_string).ok_or_else(|| RosError::bad("missing =value-name="))?;
+            let name = body
+                .get("value-name")
+                .map(arg_string)
+                .ok_or_else(|| RosError::bad("missing =value-name="))?;
             let mut a = Args::new();
             a.insert(format!("!{name}"), String::new());
             router.set(path, &numbers, &a)?;
@@ -405,10 +494,15 @@ fn command(sim: &mut Sim, m: &Menu, cmd: &str, body: &Map<String, Value>) -> Res
 }
 
 fn ping(sim: &mut Sim, body: &Map<String, Value>) -> Result<Response, RosError> {
-    let address = body.get("address").map(arg_string).ok_or_else(|| RosError::bad("missing =address="))?;
+    let address = body
+        .get("address")
+        .map(arg_string)
+        .ok_or_else(|| RosError::bad("missing =address="))?;
     // Without `count` RouterOS pings until the REST session times out.
     let count: u32 = match body.get("count").map(arg_string) {
-        Some(c) => c.parse().map_err(|_| RosError::bad("invalid value for argument count"))?,
+        Some(c) => c
+            .parse()
+            .map_err(|_| RosError::bad("invalid value for argument count"))?,
         None => return Err(RosError::bad("Session closed")),
     };
     if address.parse::<std::net::Ipv4Addr>().is_err() {

@@ -41,7 +41,10 @@ fn menu(path: &str) -> Result<&'static Menu, RosError> {
 }
 
 fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Parse a RouterOS duration (`25`, `25s`, `5m`, `1h30m`, `1d`, `2w`,
@@ -107,7 +110,12 @@ pub fn timestamp(now: u64) -> String {
     let t = EPOCH + now;
     let (days, rem) = (t / 86_400, t % 86_400);
     let (y, m, d) = civil(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 -> (year, month, day) (Howard Hinnant's algorithm).
@@ -133,7 +141,11 @@ pub fn parse_prefix(s: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 fn network_of(a: Ipv4Addr, len: u8) -> Ipv4Addr {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
     Ipv4Addr::from(u32::from(a) & mask)
 }
 
@@ -142,7 +154,10 @@ pub fn wg_keypair() -> Result<(String, String), RosError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| RosError::bad(format!("failure: no randomness: {e}")))?;
     let secret = x25519_dalek::StaticSecret::from(bytes);
-    Ok((b64(&secret.to_bytes()), b64(x25519_dalek::PublicKey::from(&secret).as_bytes())))
+    Ok((
+        b64(&secret.to_bytes()),
+        b64(x25519_dalek::PublicKey::from(&secret).as_bytes()),
+    ))
 }
 
 /// The public key of a base64 WireGuard private key.
@@ -164,7 +179,8 @@ fn strip_not(v: &str) -> &str {
 }
 
 fn is_id(s: &str) -> bool {
-    s.strip_prefix('*').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+    s.strip_prefix('*')
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 impl Router {
@@ -173,12 +189,34 @@ impl Router {
     /// identity and resource singletons, and one `interface` row per name.
     pub fn new(interfaces: &[String]) -> Self {
         let mut r = Router::default();
-        r.seed("routing/table", true, &[("name", "main"), ("fib", ""), ("disabled", "false"), ("invalid", "false")]);
+        r.seed(
+            "routing/table",
+            true,
+            &[
+                ("name", "main"),
+                ("fib", ""),
+                ("disabled", "false"),
+                ("invalid", "false"),
+            ],
+        );
         for name in ["all", "none", "dynamic", "static"] {
-            r.seed("interface/list", true, &[("name", name), ("builtin", "true"), ("include", ""), ("exclude", "")]);
+            r.seed(
+                "interface/list",
+                true,
+                &[
+                    ("name", name),
+                    ("builtin", "true"),
+                    ("include", ""),
+                    ("exclude", ""),
+                ],
+            );
         }
         for name in interfaces {
-            let kind = if name.starts_with("br") || name.contains("bridge") { "bridge" } else { "ether" };
+            let kind = if name.starts_with("br") || name.contains("bridge") {
+                "bridge"
+            } else {
+                "ether"
+            };
             r.seed(
                 "interface",
                 false,
@@ -202,7 +240,11 @@ impl Router {
             ("winbox", "8291", "false"),
             ("api-ssl", "8729", "true"),
         ] {
-            let cert = if name == "www-ssl" || name == "api-ssl" { "warren-sim" } else { "" };
+            let cert = if name == "www-ssl" || name == "api-ssl" {
+                "warren-sim"
+            } else {
+                ""
+            };
             let mut p = props(&[
                 ("name", name),
                 ("port", port),
@@ -220,7 +262,8 @@ impl Router {
             let id = r.alloc_id("ip/service", false);
             r.db.rows_mut("ip/service").push(Row::new(id, p));
         }
-        r.db.rows_mut("system/identity").push(Row::new("*0", props(&[("name", "MikroTik")])));
+        r.db.rows_mut("system/identity")
+            .push(Row::new("*0", props(&[("name", "MikroTik")])));
         r.db.rows_mut("system/resource").push(Row::new(
             "*0",
             props(&[
@@ -266,7 +309,11 @@ impl Router {
 
     /// Interface names (ethernet, bridge, WireGuard).
     pub fn interface_names(&self) -> BTreeSet<String> {
-        self.db.rows("interface").iter().filter_map(|r| r.get("name").map(str::to_string)).collect()
+        self.db
+            .rows("interface")
+            .iter()
+            .filter_map(|r| r.get("name").map(str::to_string))
+            .collect()
     }
 
     /// Resolve one item of `numbers`: an `.id`, a console position, a name
@@ -275,7 +322,11 @@ impl Router {
         let rows = self.db.rows(path);
         let token = token.trim();
         if is_id(token) {
-            return rows.iter().find(|r| r.id == token).map(|r| r.id.clone()).ok_or_else(RosError::not_found);
+            return rows
+                .iter()
+                .find(|r| r.id == token)
+                .map(|r| r.id.clone())
+                .ok_or_else(RosError::not_found);
         }
         if let Ok(n) = token.parse::<usize>() {
             return rows.get(n).map(|r| r.id.clone()).ok_or_else(RosError::not_found);
@@ -356,13 +407,22 @@ impl Router {
     }
 
     /// Check the references and uniqueness of a row about to be stored.
-    fn validate(&self, path: &str, p: &BTreeMap<String, String>, self_id: Option<&str>) -> Result<(), RosError> {
+    fn validate(
+        &self,
+        path: &str,
+        p: &BTreeMap<String, String>,
+        self_id: Option<&str>,
+    ) -> Result<(), RosError> {
         let missing = |k: &str| RosError::bad(format!("missing value(s) of argument(s) {k}"));
         let ifaces = self.interface_names();
         let lists: BTreeSet<&str> = self.db.names("interface/list").into_iter().collect();
         let tables: BTreeSet<&str> = self.db.names("routing/table").into_iter().collect();
         let others = |menu: &str| -> Vec<&Row> {
-            self.db.rows(menu).iter().filter(|r| Some(r.id.as_str()) != self_id).collect()
+            self.db
+                .rows(menu)
+                .iter()
+                .filter(|r| Some(r.id.as_str()) != self_id)
+                .collect()
         };
         let dup_name = |menu: &str, msg: &str| -> Result<(), RosError> {
             if let Some(n) = p.get("name") {
@@ -381,7 +441,9 @@ impl Router {
         match path {
             "interface/wireguard" => {
                 if let Some(n) = p.get("name") {
-                    let own = self_id.and_then(|id| self.db.get(path, id)).and_then(|r| r.get("name"));
+                    let own = self_id
+                        .and_then(|id| self.db.get(path, id))
+                        .and_then(|r| r.get("name"));
                     if ifaces.contains(n.as_str()) && own != Some(n.as_str()) {
                         return Err(RosError::bad("failure: already have interface with such name"));
                     }
@@ -397,7 +459,9 @@ impl Router {
                 }
                 if let Some(k) = p.get("public-key") {
                     use base64::Engine as _;
-                    let ok = base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| b.len() == 32);
+                    let ok = base64::engine::general_purpose::STANDARD
+                        .decode(k)
+                        .is_ok_and(|b| b.len() == 32);
                     if !ok {
                         return Err(RosError::bad("invalid value for argument public-key"));
                     }
@@ -462,7 +526,9 @@ impl Router {
                 let bare = |a: &str| a.strip_suffix("/32").unwrap_or(a).to_string();
                 if p.get("disabled").map(String::as_str) != Some("true")
                     && others(path).iter().any(|r| {
-                        r.enabled() && r.get("list") == Some(list) && r.get("address").map(bare) == Some(bare(addr))
+                        r.enabled()
+                            && r.get("list") == Some(list)
+                            && r.get("address").map(bare) == Some(bare(addr))
                     })
                 {
                     return Err(RosError::bad("failure: already have such entry"));
@@ -613,7 +679,9 @@ impl Router {
         self.validate(path, &p, None)?;
         let pos = match before {
             Some(b) => {
-                let id = self.resolve(path, &b).map_err(|_| RosError::bad("no such item"))?;
+                let id = self
+                    .resolve(path, &b)
+                    .map_err(|_| RosError::bad("no such item"))?;
                 self.db.index_of(path, &id)
             }
             None => None,
@@ -678,7 +746,9 @@ impl Router {
         }
         for (id, old_name, p) in updates {
             let new_name = p.get("name").cloned();
-            if path == "system/scheduler" && (args.contains_key("interval") || args.contains_key("start-time")) {
+            if path == "system/scheduler"
+                && (args.contains_key("interval") || args.contains_key("start-time"))
+            {
                 self.due.remove(&id);
             }
             if let Some(i) = self.db.index_of(path, &id) {
@@ -700,7 +770,10 @@ impl Router {
     pub fn remove(&mut self, path: &str, numbers: &str) -> Result<(), RosError> {
         let m = menu(path)?;
         if path == "interface" {
-            return Err(RosError { status: 406, detail: Some("no such command or directory (remove)".into()) });
+            return Err(RosError {
+                status: 406,
+                detail: Some("no such command or directory (remove)".into()),
+            });
         }
         if !m.has("remove") {
             return Err(RosError::no_such("remove"));
@@ -715,20 +788,28 @@ impl Router {
             }
         }
         for id in ids {
-            let Some(i) = self.db.index_of(path, &id) else { continue };
+            let Some(i) = self.db.index_of(path, &id) else {
+                continue;
+            };
             let row = self.db.rows_mut(path).remove(i);
             self.due.remove(&id);
             if let Some(name) = row.get("name") {
                 match path {
                     "interface/wireguard" => {
                         let if_id = self.db.by_name("interface", name).map(|r| r.id.clone());
-                        self.db.rows_mut("interface").retain(|r| r.get("name") != Some(name));
+                        self.db
+                            .rows_mut("interface")
+                            .retain(|r| r.get("name") != Some(name));
                         if let Some(if_id) = if_id {
                             self.dangle(&["interface", "in-interface", "out-interface"], name, &if_id);
                         }
                     }
                     "routing/table" => self.dangle(&["routing-table", "table"], name, &row.id),
-                    "interface/list" => self.dangle(&["list", "in-interface-list", "out-interface-list"], name, &row.id),
+                    "interface/list" => self.dangle(
+                        &["list", "in-interface-list", "out-interface-list"],
+                        name,
+                        &row.id,
+                    ),
                     _ => {}
                 }
             }
@@ -748,12 +829,19 @@ impl Router {
     /// behaviour (see rest-behaviour.md): the rows go, in the order given,
     /// immediately before `destination`; a missing or unknown destination
     /// moves them to the end of the whole table.
-    pub fn move_rows(&mut self, path: &str, numbers: Option<&str>, destination: Option<&str>) -> Result<(), RosError> {
+    pub fn move_rows(
+        &mut self,
+        path: &str,
+        numbers: Option<&str>,
+        destination: Option<&str>,
+    ) -> Result<(), RosError> {
         let m = menu(path)?;
         if !m.has("move") {
             return Err(RosError::no_such("move"));
         }
-        let numbers = numbers.filter(|n| !n.trim().is_empty()).ok_or_else(|| RosError::bad("missing =.id="))?;
+        let numbers = numbers
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| RosError::bad("missing =.id="))?;
         let ids = self.resolve_list(path, numbers)?;
         if ids.is_empty() {
             return Err(RosError::bad("missing =.id="));
@@ -767,7 +855,10 @@ impl Router {
                 return Err(RosError::bad("failure: can not move dynamic entry"));
             }
         }
-        if ids.iter().any(|id| self.db.get(path, id).is_some_and(Row::dynamic)) {
+        if ids
+            .iter()
+            .any(|id| self.db.get(path, id).is_some_and(Row::dynamic))
+        {
             return Err(RosError::bad("failure: can not move dynamic entry"));
         }
         let rows = self.db.rows_mut(path);
@@ -777,7 +868,9 @@ impl Router {
                 moving.push(rows.remove(i));
             }
         }
-        let at = dest.and_then(|d| rows.iter().position(|r| r.id == d)).unwrap_or(rows.len());
+        let at = dest
+            .and_then(|d| rows.iter().position(|r| r.id == d))
+            .unwrap_or(rows.len());
         for (k, row) in moving.into_iter().enumerate() {
             rows.insert(at + k, row);
         }
@@ -864,7 +957,13 @@ impl Router {
             .db
             .rows("interface/wireguard")
             .iter()
-            .map(|r| (r.get("name").unwrap_or_default().to_string(), r.enabled(), r.get("mtu").unwrap_or("1420").to_string()))
+            .map(|r| {
+                (
+                    r.get("name").unwrap_or_default().to_string(),
+                    r.enabled(),
+                    r.get("mtu").unwrap_or("1420").to_string(),
+                )
+            })
             .collect();
         for r in self.db.rows_mut("interface/wireguard") {
             let running = r.enabled();
@@ -884,7 +983,9 @@ impl Router {
         // Addresses.
         let mut connected = Vec::new();
         for r in self.db.rows_mut("ip/address") {
-            let Some((a, l)) = r.get("address").and_then(parse_prefix) else { continue };
+            let Some((a, l)) = r.get("address").and_then(parse_prefix) else {
+                continue;
+            };
             let iface = r.get("interface").unwrap_or_default().to_string();
             let net = network_of(a, l);
             r.props.insert("network".into(), net.to_string());
@@ -902,8 +1003,12 @@ impl Router {
             if r.get("connect") != Some("true") {
                 return true;
             }
-            let key = (r.get("dst-address").unwrap_or_default(), r.get("gateway").unwrap_or_default());
-            let ok = connected.iter().any(|(d, i, _)| (d.as_str(), i.as_str()) == key) && !keep.contains(&(key.0.to_string(), key.1.to_string()));
+            let key = (
+                r.get("dst-address").unwrap_or_default(),
+                r.get("gateway").unwrap_or_default(),
+            );
+            let ok = connected.iter().any(|(d, i, _)| (d.as_str(), i.as_str()) == key)
+                && !keep.contains(&(key.0.to_string(), key.1.to_string()));
             if ok {
                 keep.push((key.0.to_string(), key.1.to_string()));
             }
@@ -935,7 +1040,13 @@ impl Router {
         }
         // Static routes: resolve the gateway through a connected network.
         for r in rows.iter_mut().filter(|r| r.get("connect") != Some("true")) {
-            let gw = r.get("gateway").unwrap_or_default().split('@').next().unwrap_or_default().to_string();
+            let gw = r
+                .get("gateway")
+                .unwrap_or_default()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let imm = match gw.split_once('%') {
                 Some((ip, dev)) => Some(format!("{ip}%{dev}")),
                 None => match gw.parse::<Ipv4Addr>() {
@@ -957,19 +1068,30 @@ impl Router {
         *self.db.rows_mut("ip/route") = rows;
         // Firewall: a jump to a chain no rule lives in is `invalid`.
         for path in FIREWALL {
-            let chains: BTreeSet<String> =
-                self.db.rows(path).iter().filter_map(|r| r.get("chain").map(str::to_string)).collect();
+            let chains: BTreeSet<String> = self
+                .db
+                .rows(path)
+                .iter()
+                .filter_map(|r| r.get("chain").map(str::to_string))
+                .collect();
             for r in self.db.rows_mut(path) {
                 let dangling = ["in-interface", "out-interface"]
                     .iter()
                     .any(|k| r.get(k).is_some_and(|v| strip_not(v).starts_with('*')));
-                let bad_jump = r.get("action") == Some("jump") && r.get("jump-target").is_some_and(|t| !chains.contains(t));
-                r.props.insert("invalid".into(), (dangling || bad_jump).to_string());
+                let bad_jump = r.get("action") == Some("jump")
+                    && r.get("jump-target").is_some_and(|t| !chains.contains(t));
+                r.props
+                    .insert("invalid".into(), (dangling || bad_jump).to_string());
             }
         }
         // Scheduler.
         let now = self.now;
-        let live: BTreeSet<String> = self.db.rows("system/scheduler").iter().map(|r| r.id.clone()).collect();
+        let live: BTreeSet<String> = self
+            .db
+            .rows("system/scheduler")
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
         self.due.retain(|id, _| live.contains(id));
         let mut next = Vec::new();
         for r in self.db.rows("system/scheduler") {
@@ -999,12 +1121,21 @@ impl Router {
 
     /// Run a script by name or id (`/system script run`), counting the run.
     pub fn run_script(&mut self, number: &str) -> Result<(), RosError> {
-        let id = self.resolve("system/script", number).map_err(|_| RosError::bad("no such item"))?;
+        let id = self
+            .resolve("system/script", number)
+            .map_err(|_| RosError::bad("no such item"))?;
         let source = {
             let now = timestamp(self.now);
-            let i = self.db.index_of("system/script", &id).ok_or_else(RosError::not_found)?;
+            let i = self
+                .db
+                .index_of("system/script", &id)
+                .ok_or_else(RosError::not_found)?;
             let row = &mut self.db.rows_mut("system/script")[i];
-            let n = row.get("run-count").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+            let n = row
+                .get("run-count")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
             row.props.insert("run-count".into(), n.to_string());
             row.props.insert("last-started".into(), now);
             row.get("source").unwrap_or_default().to_string()
@@ -1035,8 +1166,14 @@ impl Router {
         let mut ran = Vec::new();
         loop {
             self.refresh();
-            let next = self.due.iter().filter(|(_, t)| **t <= end).min_by_key(|(id, t)| (**t, (*id).clone()));
-            let Some((id, t)) = next.map(|(id, t)| (id.clone(), *t)) else { break };
+            let next = self
+                .due
+                .iter()
+                .filter(|(_, t)| **t <= end)
+                .min_by_key(|(id, t)| (**t, (*id).clone()));
+            let Some((id, t)) = next.map(|(id, t)| (id.clone(), *t)) else {
+                break;
+            };
             self.now = self.now.max(t);
             let Some(row) = self.db.get("system/scheduler", &id).cloned() else {
                 self.due.remove(&id);
@@ -1046,7 +1183,11 @@ impl Router {
             self.due.insert(id.clone(), t + interval);
             if let Some(i) = self.db.index_of("system/scheduler", &id) {
                 let r = &mut self.db.rows_mut("system/scheduler")[i];
-                let n = r.get("run-count").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+                let n = r
+                    .get("run-count")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + 1;
                 r.props.insert("run-count".into(), n.to_string());
             }
             let name = row.get("name").unwrap_or_default().to_string();
@@ -1097,10 +1238,14 @@ impl Cond {
             r.get(k).unwrap_or_default().to_string()
         };
         match self {
-            Cond::Eq(k, v) => val(k) == norm(v) || (v == "no" || v == "false") && r.get(k).is_none() && k != ".id",
+            Cond::Eq(k, v) => {
+                val(k) == norm(v) || (v == "no" || v == "false") && r.get(k).is_none() && k != ".id"
+            }
             Cond::Ne(k, v) => val(k) != norm(v),
             Cond::Re(k, re) => re.is_match(&val(k)),
-            Cond::True(k) => r.get(k).is_some_and(|v| v == "true" || v.is_empty() && FLAGS.contains(&k.as_str())),
+            Cond::True(k) => r
+                .get(k)
+                .is_some_and(|v| v == "true" || v.is_empty() && FLAGS.contains(&k.as_str())),
             Cond::NotTrue(k) => !Cond::True(k.clone()).matches(r),
         }
     }

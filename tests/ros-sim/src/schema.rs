@@ -137,7 +137,11 @@ fn menu(
     sparse_disabled: bool,
     in_subset: bool,
 ) -> Menu {
-    let add = if commands.contains(&"add") { with(&set, add_only) } else { vec![] };
+    let add = if commands.contains(&"add") {
+        with(&set, add_only)
+    } else {
+        vec![]
+    };
     Menu {
         path,
         commands: commands.to_vec(),
@@ -152,7 +156,9 @@ fn menu(
 }
 
 const TABLE: &[&str] = &["add", "set", "remove", "print", "enable", "disable"];
-const FW: &[&str] = &["add", "set", "remove", "print", "enable", "disable", "unset", "move"];
+const FW: &[&str] = &[
+    "add", "set", "remove", "print", "enable", "disable", "unset", "move",
+];
 
 fn build() -> Vec<Menu> {
     let fw_stateful = &["connection-nat-state", "connection-state", "tcp-flags"];
@@ -218,7 +224,10 @@ fn build() -> Vec<Menu> {
         menu(
             "interface/wireguard",
             TABLE,
-            with(&["comment", "disabled", "listen-port", "mtu", "name", "private-key"], &[]),
+            with(
+                &["comment", "disabled", "listen-port", "mtu", "name", "private-key"],
+                &[],
+            ),
             &[],
             false,
             true,
@@ -324,7 +333,10 @@ fn build() -> Vec<Menu> {
         menu(
             "system/script",
             &["add", "set", "remove", "print", "run"],
-            with(&["comment", "dont-require-permissions", "name", "policy", "source"], &[]),
+            with(
+                &["comment", "dont-require-permissions", "name", "policy", "source"],
+                &[],
+            ),
             &[],
             false,
             true,
@@ -356,7 +368,17 @@ fn build() -> Vec<Menu> {
         menu(
             "ip/service",
             &["set", "print", "enable", "disable"],
-            with(&["address", "certificate", "disabled", "max-sessions", "port", "tls-version"], &[]),
+            with(
+                &[
+                    "address",
+                    "certificate",
+                    "disabled",
+                    "max-sessions",
+                    "port",
+                    "tls-version",
+                ],
+                &[],
+            ),
             &[],
             false,
             true,
@@ -364,9 +386,27 @@ fn build() -> Vec<Menu> {
             true,
         ),
     ];
-    let mut identity = menu("system/identity", &["set", "print"], vec!["name"], &[], false, false, false, false);
+    let mut identity = menu(
+        "system/identity",
+        &["set", "print"],
+        vec!["name"],
+        &[],
+        false,
+        false,
+        false,
+        false,
+    );
     identity.singleton = true;
-    let mut resource = menu("system/resource", &["print"], vec![], &[], false, false, false, false);
+    let mut resource = menu(
+        "system/resource",
+        &["print"],
+        vec![],
+        &[],
+        false,
+        false,
+        false,
+        false,
+    );
     resource.singleton = true;
     v.push(identity);
     v.push(resource);
@@ -387,7 +427,9 @@ pub fn menu_of(path: &str) -> Option<&'static Menu> {
 /// Whether `path` is a menu the simulator knows, or a directory above one
 /// (`ip`, `ip/firewall`).
 pub fn is_dir(path: &str) -> bool {
-    menus().iter().any(|m| m.path == path || m.path.starts_with(&format!("{path}/")))
+    menus()
+        .iter()
+        .any(|m| m.path == path || m.path.starts_with(&format!("{path}/")))
 }
 
 /// Properties RouterOS reads back as `"true"`/`"false"` (writes accept
@@ -405,4 +447,6 @@ pub const BOOLEANS: &[&str] = &[
 pub const FLAGS: &[&str] = &["fib", "blackhole"];
 
 /// Commands that change the configuration (counted as writes over REST).
-pub const MUTATING: &[&str] = &["add", "set", "remove", "enable", "disable", "unset", "move", "run"];
+pub const MUTATING: &[&str] = &[
+    "add", "set", "remove", "enable", "disable", "unset", "move", "run",
+];

@@ -51,7 +51,8 @@ fn read_string(c: &[char], mut i: usize) -> Result<(String, usize), RosError> {
                     '"' | '\\' | '$' | '?' => out.push(e),
                     h if h.is_ascii_hexdigit() => {
                         let l = *c.get(i).ok_or_else(|| syntax("bad escape"))?;
-                        let v = u8::from_str_radix(&format!("{h}{l}"), 16).map_err(|_| syntax("bad escape"))?;
+                        let v =
+                            u8::from_str_radix(&format!("{h}{l}"), 16).map_err(|_| syntax("bad escape"))?;
                         out.push(char::from(v));
                         i += 1;
                     }
@@ -253,7 +254,9 @@ fn exec(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), RosE
     };
     match first.as_str() {
         ":do" => {
-            let Some(Item::Block(body)) = stmt.get(1) else { return Err(syntax(":do needs { }")) };
+            let Some(Item::Block(body)) = stmt.get(1) else {
+                return Err(syntax(":do needs { }"));
+            };
             let mut on_error = None;
             for item in &stmt[2..] {
                 match item {
@@ -279,7 +282,9 @@ fn exec(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), RosE
         }
         ":log" | ":put" => {
             let (topic, msg) = if first == ":log" {
-                let Some(Item::Word(level)) = stmt.get(1) else { return Err(syntax(":log needs a level")) };
+                let Some(Item::Word(level)) = stmt.get(1) else {
+                    return Err(syntax(":log needs a level"));
+                };
                 if !["info", "warning", "error", "debug"].contains(&level.as_str()) {
                     return Err(syntax(format!("bad log level {level}")));
                 }
@@ -317,14 +322,16 @@ fn command(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), R
             rest = stmt[n..].to_vec();
             break;
         };
-        if n == 0 {
-            if !w.starts_with('/') {
-                path = ctx.clone();
-            }
+        if n == 0 && !w.starts_with('/') {
+            path = ctx.clone();
         }
         let segs: Vec<&str> = w.split('/').filter(|s| !s.is_empty()).collect();
         for (k, seg) in segs.iter().enumerate() {
-            let next = if path.is_empty() { seg.to_string() } else { format!("{path}/{seg}") };
+            let next = if path.is_empty() {
+                seg.to_string()
+            } else {
+                format!("{path}/{seg}")
+            };
             if verb.is_none() && schema::is_dir(&next) {
                 path = next;
             } else if verb.is_none() && k + 1 == segs.len() {
@@ -389,7 +396,9 @@ fn command(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), R
                 "enable" => router.enable(&path, &numbers, true),
                 "disable" => router.enable(&path, &numbers, false),
                 _ => {
-                    let name = args.remove("value-name").ok_or_else(|| RosError::bad("missing value-name"))?;
+                    let name = args
+                        .remove("value-name")
+                        .ok_or_else(|| RosError::bad("missing value-name"))?;
                     let mut a = Args::new();
                     a.insert(format!("!{name}"), String::new());
                     router.set(&path, &numbers, &a)
@@ -404,7 +413,10 @@ fn command(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), R
             router.move_rows(&path, numbers.as_deref(), dest.as_deref())
         }
         "run" if path == "system/script" => {
-            let n = args.remove("number").or(first_pos).ok_or_else(|| RosError::bad("missing =number="))?;
+            let n = args
+                .remove("number")
+                .or(first_pos)
+                .ok_or_else(|| RosError::bad("missing =number="))?;
             router.run_script(&n)
         }
         "print" | "find" | "export" => Ok(()),
@@ -415,7 +427,9 @@ fn command(router: &mut Router, stmt: &[Item], ctx: &mut String) -> Result<(), R
 /// Evaluate `[ … ]`: only `find` (optionally with a path) is supported.
 fn eval_bracket(router: &Router, menu: &str, inner: &str) -> Result<Vec<String>, RosError> {
     let stmts = statements(lex(inner)?)?;
-    let [stmt] = stmts.as_slice() else { return Err(syntax("unsupported [ ] expression")) };
+    let [stmt] = stmts.as_slice() else {
+        return Err(syntax("unsupported [ ] expression"));
+    };
     let mut path = menu.to_string();
     let mut i = 0;
     // An optional path before `find`.
@@ -427,7 +441,11 @@ fn eval_bracket(router: &Router, menu: &str, inner: &str) -> Result<Vec<String>,
             path.clear();
         }
         for seg in w.split('/').filter(|s| !s.is_empty()) {
-            path = if path.is_empty() { seg.to_string() } else { format!("{path}/{seg}") };
+            path = if path.is_empty() {
+                seg.to_string()
+            } else {
+                format!("{path}/{seg}")
+            };
         }
         i += 1;
     }
@@ -440,7 +458,9 @@ fn eval_bracket(router: &Router, menu: &str, inner: &str) -> Result<Vec<String>,
         i += 1;
         match item {
             Item::Word(w) if w == "where" || w == "and" => {}
-            Item::Word(w) if w == "or" || w == "not" => return Err(syntax(format!("unsupported find operator {w}"))),
+            Item::Word(w) if w == "or" || w == "not" => {
+                return Err(syntax(format!("unsupported find operator {w}")))
+            }
             Item::Word(w) if w.ends_with('~') => {
                 let key = w.trim_end_matches('~').to_string();
                 let pat = match stmt.get(i) {

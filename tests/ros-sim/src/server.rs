@@ -25,7 +25,8 @@ pub fn load_or_create_cert(dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>, Stri
     if !cp.exists() || !kp.exists() {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .context("generating the self-signed certificate")?;
-        std::fs::write(&kp, ck.key_pair.serialize_der()).with_context(|| format!("writing {}", kp.display()))?;
+        std::fs::write(&kp, ck.key_pair.serialize_der())
+            .with_context(|| format!("writing {}", kp.display()))?;
         std::fs::write(&cp, ck.cert.der().as_ref()).with_context(|| format!("writing {}", cp.display()))?;
         std::fs::write(dir.join("cert.pem"), ck.cert.pem()).context("writing cert.pem")?;
     }
@@ -48,7 +49,10 @@ pub fn tls_config(cert: Vec<u8>, key: Vec<u8>) -> anyhow::Result<Arc<rustls::Ser
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(cert)], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)))
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
         .context("TLS certificate")?;
     Ok(Arc::new(cfg))
 }
@@ -73,16 +77,17 @@ fn connection(stream: TcpStream, tls: Arc<rustls::ServerConfig>, sim: Arc<Mutex<
     let tls_stream = rustls::StreamOwned::new(conn, stream);
     let mut reader = BufReader::new(tls_stream);
     loop {
-        let Some((req, close, expect)) = read_request(&mut reader)? else { return Ok(()) };
+        let Some((req, close, expect)) = read_request(&mut reader)? else {
+            return Ok(());
+        };
         if expect {
             reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
-        let req = match req.with_body(&mut reader) {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
+        let req = req.with_body(&mut reader)?;
         let resp = {
-            let mut sim = sim.lock().map_err(|_| anyhow::anyhow!("simulator state poisoned"))?;
+            let mut sim = sim
+                .lock()
+                .map_err(|_| anyhow::anyhow!("simulator state poisoned"))?;
             rest::handle(&mut sim, &req)
         };
         let body = resp.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
@@ -128,7 +133,12 @@ fn read_request<R: std::io::BufRead>(r: &mut R) -> anyhow::Result<Option<(Pendin
             Ok(0) => return Ok(None),
             Ok(_) if line.trim().is_empty() => continue,
             Ok(_) => break,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionAborted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
                 return Ok(None)
             }
             Err(e) => return Err(e.into()),
@@ -149,7 +159,9 @@ fn read_request<R: std::io::BufRead>(r: &mut R) -> anyhow::Result<Option<(Pendin
         if h.is_empty() {
             break;
         }
-        let Some((name, value)) = h.split_once(':') else { bail!("bad header {h:?}") };
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("bad header {h:?}")
+        };
         let value = value.trim();
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.parse().context("content-length")?,
@@ -172,16 +184,23 @@ fn read_request<R: std::io::BufRead>(r: &mut R) -> anyhow::Result<Option<(Pendin
             (percent_decode(k), percent_decode(v))
         })
         .collect();
-    let req = Request { method: method.to_string(), path: path.to_string(), query, auth, body: vec![] };
+    let req = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query,
+        auth,
+        body: vec![],
+    };
     Ok(Some((Pending { req, length }, close, expect)))
 }
 
 fn basic(value: &str) -> Option<(String, String)> {
     use base64::Engine as _;
-    let b = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let b = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
 }
-

@@ -26,7 +26,14 @@ pub struct Sim {
 impl Sim {
     /// A simulator around `router`.
     pub fn new(router: Router, users: Vec<(String, String)>, kernel: bool) -> Self {
-        Sim { router, users, writes: 0, fail_next: None, kernel, synced: None }
+        Sim {
+            router,
+            users,
+            writes: 0,
+            fail_next: None,
+            kernel,
+            synced: None,
+        }
     }
 
     /// Whether a basic-auth pair is accepted.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use warren_ros_sim::schema::menus;
 
 fn subset() -> Option<serde_json::Value> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/routeros/inspect-7.24-subset.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/routeros/inspect-7.24-subset.json");
     let text = std::fs::read_to_string(&p).ok()?;
     Some(serde_json::from_str(&text).expect("the inspect subset is JSON"))
 }
@@ -42,7 +43,10 @@ fn schema_table_matches_routeros_7_24() {
             }
         }
     }
-    eprintln!("checked {checked} arguments; not checked (absent from the subset): {}", not_checked.join(", "));
+    eprintln!(
+        "checked {checked} arguments; not checked (absent from the subset): {}",
+        not_checked.join(", ")
+    );
     assert!(missing.is_empty(), "not in RouterOS 7.24: {missing:#?}");
     assert!(checked > 300, "only {checked} arguments checked");
     assert_eq!(not_checked, ["interface", "system/identity", "system/resource"]);

@@ -50,9 +50,15 @@ struct Cli {
 }
 
 fn links() -> anyhow::Result<Vec<String>> {
-    let out = std::process::Command::new("ip").args(["-j", "link"]).output().context("running ip -j link")?;
+    let out = std::process::Command::new("ip")
+        .args(["-j", "link"])
+        .output()
+        .context("running ip -j link")?;
     if !out.status.success() {
-        bail!("ip -j link failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip -j link failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing ip -j link")?;
     Ok(v.as_array()
@@ -74,7 +80,9 @@ fn control(stream: UnixStream, sim: Arc<Mutex<Sim>>) -> anyhow::Result<()> {
             continue;
         }
         let reply = {
-            let mut s = sim.lock().map_err(|_| anyhow::anyhow!("simulator state poisoned"))?;
+            let mut s = sim
+                .lock()
+                .map_err(|_| anyhow::anyhow!("simulator state poisoned"))?;
             s.control(&line)
         };
         writeln!(w, "{reply}")?;
@@ -86,7 +94,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut users = Vec::new();
     for u in &cli.users {
-        let Some((n, p)) = u.split_once(':') else { bail!("--user wants NAME:PASSWORD, got {u:?}") };
+        let Some((n, p)) = u.split_once(':') else {
+            bail!("--user wants NAME:PASSWORD, got {u:?}")
+        };
         users.push((n.to_string(), p.to_string()));
     }
     let interfaces = match cli.interfaces {
@@ -97,7 +107,9 @@ fn main() -> anyhow::Result<()> {
     if cli.defconf {
         for i in [&cli.lan, &cli.wan] {
             if !interfaces.contains(i) {
-                eprintln!("ros-sim: warning: defconf interface {i} is not among the interfaces {interfaces:?}");
+                eprintln!(
+                    "ros-sim: warning: defconf interface {i} is not among the interfaces {interfaces:?}"
+                );
             }
         }
         defconf::seed(&mut router, &cli.lan, &cli.wan);
@@ -109,9 +121,11 @@ fn main() -> anyhow::Result<()> {
     let sim = Arc::new(Mutex::new(sim));
 
     if cli.control.exists() {
-        std::fs::remove_file(&cli.control).with_context(|| format!("removing stale {}", cli.control.display()))?;
+        std::fs::remove_file(&cli.control)
+            .with_context(|| format!("removing stale {}", cli.control.display()))?;
     }
-    let ctl = UnixListener::bind(&cli.control).with_context(|| format!("binding {}", cli.control.display()))?;
+    let ctl =
+        UnixListener::bind(&cli.control).with_context(|| format!("binding {}", cli.control.display()))?;
     let listener = TcpListener::bind(&cli.listen).with_context(|| format!("listening on {}", cli.listen))?;
     {
         let sim = sim.clone();
@@ -129,7 +143,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!("ready {fp}");
     std::io::stdout().flush()?;
-    eprintln!("ros-sim: listening on {} (control {})", cli.listen, cli.control.display());
+    eprintln!(
+        "ros-sim: listening on {} (control {})",
+        cli.listen,
+        cli.control.display()
+    );
     server::serve(listener, tls, sim);
     Ok(())
 }
