@@ -4,13 +4,14 @@
 #   warren_install_deps test   also an OpenSSH server (the ssh:// repo test
 #                              runs its own sshd; the system one is not started),
 #                              and openssl + curl (the RouterOS simulator's
-#                              certificate, and an independent REST client)
+#                              certificate, an independent REST client; ping
+#                              for the simulated router's /ping)
 warren_install_deps() {
     local need=() p pkgs
     # Build: libgit2's https/ssh transports need OpenSSL. Lab: WireGuard
     # (userspace), nftables, iproute2, git.
     pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
-    [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl"
+    [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl iputils-ping"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done

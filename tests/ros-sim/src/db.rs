@@ -43,3 +43,54 @@ impl Db {
         self.menus.get(menu).map_or(&[], Vec::as_slice)
     }
 }
+
+impl Row {
+    /// A row with this id and properties.
+    pub fn new(id: impl Into<String>, props: BTreeMap<String, String>) -> Self {
+        Row { id: id.into(), props }
+    }
+    /// Whether RouterOS made the row itself (`dynamic=true`).
+    pub fn dynamic(&self) -> bool {
+        self.is("dynamic")
+    }
+    /// The row as REST returns it: `.id` first, then every property.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert(".id".into(), serde_json::Value::String(self.id.clone()));
+        for (k, v) in &self.props {
+            m.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+impl Db {
+    /// A menu's rows, mutable (created empty when absent).
+    pub fn rows_mut(&mut self, menu: &str) -> &mut Vec<Row> {
+        self.menus.entry(menu.to_string()).or_default()
+    }
+    /// The position of the row with this `.id`.
+    pub fn index_of(&self, menu: &str, id: &str) -> Option<usize> {
+        self.rows(menu).iter().position(|r| r.id == id)
+    }
+    /// The row with this `.id`.
+    pub fn get(&self, menu: &str, id: &str) -> Option<&Row> {
+        self.rows(menu).iter().find(|r| r.id == id)
+    }
+    /// The first row whose `name` is `name`.
+    pub fn by_name(&self, menu: &str, name: &str) -> Option<&Row> {
+        self.rows(menu).iter().find(|r| r.get("name") == Some(name))
+    }
+    /// Every `name` in a menu.
+    pub fn names(&self, menu: &str) -> Vec<&str> {
+        self.rows(menu).iter().filter_map(|r| r.get("name")).collect()
+    }
+    /// The whole database as the control socket's `dump` shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (menu, rows) in &self.menus {
+            m.insert(menu.clone(), rows.iter().map(Row::to_json).collect());
+        }
+        serde_json::Value::Object(m)
+    }
+}

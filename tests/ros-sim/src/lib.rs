@@ -11,4 +11,12 @@
 //! binary, and it must not reach outside the namespace it is started in.
 
 pub mod db;
+pub mod defconf;
+pub mod error;
 pub mod kernel;
+pub mod rest;
+pub mod router;
+pub mod schema;
+pub mod script;
+pub mod server;
+pub mod sim;
