@@ -1458,4 +1458,3 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
-
