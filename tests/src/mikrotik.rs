@@ -30,7 +30,8 @@ pub const ROUTER_LAN: &str = "192.168.16.1";
 /// The LAN host the router's agent runs on.
 pub const AGENT_HOST: &str = "server";
 
-/// A self-signed certificate in `dir` (`cert.pem`, `key.pem`), and its
+/// A self-signed certificate in `dir` (`cert.der`, `key.der` as the simulator
+/// reads them, and their PEM forms), and its
 /// SHA-256 fingerprint (lowercase hex of the DER).
 pub fn make_cert(dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
@@ -59,12 +60,22 @@ pub fn make_cert(dir: &Path) -> String {
         "openssl req: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The simulator reads DER: the certificate, and the key as PKCS#8.
     let der = Command::new("openssl")
         .args(["x509", "-outform", "der", "-in"])
         .arg(dir.join("cert.pem"))
         .output()
         .unwrap();
     assert!(der.status.success());
+    std::fs::write(dir.join("cert.der"), &der.stdout).unwrap();
+    let key = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "der", "-in"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("key.der"))
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "openssl pkcs8: {}", String::from_utf8_lossy(&key.stderr));
     use sha2::Digest;
     let d = sha2::Sha256::digest(&der.stdout);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -107,7 +118,7 @@ impl Sim {
     /// Start `ros-sim` in the lab's router namespace, its default
     /// configuration like a home MikroTik's, serving REST on the LAN address.
     pub fn start(lab: &Lab, dir: &Path) -> Sim {
-        let fingerprint = if dir.join("cert.pem").is_file() {
+        let fingerprint = if dir.join("cert.der").is_file() {
             std::fs::read_to_string(dir.join("fingerprint"))
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default()
