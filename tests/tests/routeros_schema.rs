@@ -346,3 +346,81 @@ fn the_checker_rejects_unknown_names() {
         );
     }
 }
+
+/// The RouterOS plan describes the same network as the Linux router's plan
+/// of the seed: the same WireGuard interfaces and peers (so the key flow is
+/// unchanged), MTUs, ports, MSS values and forward targets.
+#[test]
+fn the_router_keeps_the_linux_plans_numbers() {
+    let linux = compile_example(&root().join("examples/seed"))
+        .remove("router")
+        .unwrap();
+    let ros = compile_example(&root().join("examples/mikrotik"))
+        .remove("router")
+        .unwrap();
+    assert_eq!(ros.wireguard, linux.wireguard);
+    assert!(ros.sysctls.is_empty() && ros.routes.is_empty() && ros.rules.is_empty());
+    assert_eq!(ros.firewall, warren_plan::Firewall::None);
+    let cfg = ros.routeros.as_ref().unwrap();
+    let get = |tag: &str, k: &str| {
+        let e = cfg
+            .entries
+            .iter()
+            .find(|e| e.tag == tag)
+            .unwrap_or_else(|| panic!("{tag}"));
+        e.props.get(k).cloned().unwrap_or_else(|| panic!("{tag} {k}"))
+    };
+    for i in &linux.wireguard {
+        assert_eq!(get(&format!("if/{}", i.name), "mtu"), i.mtu.to_string());
+        if let Some(p) = i.listen_port {
+            assert_eq!(get(&format!("if/{}", i.name), "listen-port"), p.to_string());
+        }
+        assert_eq!(
+            get(&format!("addr/{}", i.name), "address"),
+            i.addresses[0].to_string()
+        );
+    }
+    assert_eq!(get("if/wg0", "listen-port"), "51820", "the WAN VPN port");
+    assert_eq!(get("mangle/mss-wg0-out", "new-mss"), "1380");
+    assert_eq!(get("mangle/mss-wg1-in", "new-mss"), "1300");
+    assert_eq!(get("nat/minecraft-tcp", "to-addresses"), "192.168.16.20");
+    assert_eq!(get("table/warren-100", "fib"), "");
+    assert_eq!(
+        get("mangle/mark-tunnel-connections", "new-connection-mark"),
+        "warren-100"
+    );
+    // Menus in dependency order; every entry has a unique tag in its menu;
+    // the jumps come after the rules of their menu.
+    let menus = warren_plan::ros::MENUS;
+    let order: Vec<usize> = cfg
+        .entries
+        .iter()
+        .map(|e| menus.iter().position(|m| *m == e.menu).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    let mut seen = BTreeSet::new();
+    for e in &cfg.entries {
+        assert!(
+            seen.insert((e.menu.clone(), e.tag.clone())),
+            "duplicate {}",
+            e.tag
+        );
+    }
+    let tops: Vec<&str> = cfg
+        .entries
+        .iter()
+        .filter(|e| e.place == Place::Top)
+        .map(|e| e.tag.as_str())
+        .collect();
+    assert_eq!(
+        tops,
+        [
+            "jump/mangle-prerouting",
+            "jump/mangle-output",
+            "jump/mangle-forward",
+            "jump/nat-dstnat",
+            "jump/filter-input",
+            "jump/filter-forward"
+        ]
+    );
+}
