@@ -186,3 +186,74 @@ fn committed_json_schema_is_current() {
     assert_eq!(v["title"], "Document");
     assert!(v["properties"]["forwards"].is_object());
 }
+
+#[test]
+fn plan_format_routeros_prints_the_router_script() {
+    let o = run(&["plan", "examples/mikrotik", "--format", "routeros"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(
+        s.starts_with("# commit worktree\n\n# warren plan for router (RouterOS v7): "),
+        "{s}"
+    );
+    assert!(
+        s.contains("\n/routing/table/add name=warren-100 fib comment=\"warren:table/warren-100\"\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\n/ip/firewall/nat/add chain=warren-dstnat dst-port=25565 in-interface=wg0 protocol=tcp action=dst-nat to-addresses=192.168.16.20 comment=\"warren:nat/minecraft-tcp\"\n"),
+        "{s}"
+    );
+    assert!(!s.contains("private-key"), "the router makes its own key: {s}");
+    // Every line is a comment, blank, a /menu/add or an :if placing a jump.
+    for l in s.lines() {
+        assert!(
+            l.is_empty() || l.starts_with('#') || l.starts_with("/") || l.starts_with(":if "),
+            "{l}"
+        );
+    }
+    // Only the RouterOS host, and the same with --host.
+    let o2 = run(&[
+        "plan",
+        "examples/mikrotik",
+        "--format",
+        "routeros",
+        "--host",
+        "router",
+    ]);
+    assert_eq!((o2.status.code(), &o2.stdout), (Some(0), &o.stdout));
+}
+
+#[test]
+fn plan_format_routeros_refuses_linux_hosts() {
+    let o = run(&[
+        "plan",
+        "examples/mikrotik",
+        "--format",
+        "routeros",
+        "--host",
+        "gateway",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(text(&o.stdout), "");
+    assert_eq!(
+        text(&o.stderr),
+        "error: host \"gateway\" is not a RouterOS router (platform linux); --format routeros prints only RouterOS plans\n"
+    );
+    let o = run(&["plan", "examples/seed", "--format", "routeros"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "error: examples/seed has no RouterOS router (platform: routeros); --format routeros prints only RouterOS plans\n"
+    );
+}
+
+#[test]
+fn validate_mikrotik_succeeds() {
+    let o = run(&["validate", "examples/mikrotik"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "examples/mikrotik/warren.yaml: valid (3 hosts, 1 forwards, 1 private VPN clients)\n"
+    );
+}

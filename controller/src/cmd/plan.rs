@@ -1,11 +1,22 @@
 //! `warren-controller plan`: compile and show each host's plan, as text for
-//! people or as JSON with each plan's hash.
+//! people, as JSON with each plan's hash, or (RouterOS routers) as the
+//! RouterOS script a person could paste into the router's terminal.
 
 use super::desired::{compiled, Plans};
 use super::{names_only, usage, Outcome};
 use std::path::PathBuf;
-use warren_host::cli::Format;
 use warren_host::{out, outln};
+
+/// How `plan` prints: the shared text and JSON, plus RouterOS's own script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// For people.
+    Text,
+    /// For programs (pretty-printed JSON).
+    Json,
+    /// RouterOS routers only: the plan as a RouterOS v7 console script.
+    Routeros,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,8 +26,8 @@ pub struct Args {
     /// Only this host.
     #[arg(long)]
     host: Option<String>,
-    #[arg(long, value_parser = names_only::<Format>(), default_value = "text")]
-    format: Format,
+    #[arg(long, value_parser = names_only::<PlanFormat>(), default_value = "text")]
+    format: PlanFormat,
     /// JSON file of known WireGuard keys: {"host": {"interface": "key"}}.
     #[arg(long)]
     keys: Option<PathBuf>,
@@ -26,14 +37,22 @@ pub fn run(args: Args) -> Outcome {
     let (src, plans) = compiled(&args.path, args.rev.as_deref(), args.keys.as_deref())?;
     let selected = select(&plans, args.host.as_deref())?;
     match args.format {
-        Format::Text => {
+        PlanFormat::Routeros => {
+            let scripts = routeros_scripts(&selected, args.host.as_deref(), &args.path)?;
+            outln!("# commit {}", src.commit);
+            for s in scripts {
+                outln!();
+                out!("{s}");
+            }
+        }
+        PlanFormat::Text => {
             outln!("# commit {}", src.commit);
             for (_, p) in selected {
                 outln!();
                 out!("{}", p.render_text());
             }
         }
-        Format::Json => {
+        PlanFormat::Json => {
             let hosts: serde_json::Map<String, serde_json::Value> = selected
                 .into_iter()
                 .map(|(n, p)| {
@@ -68,4 +87,29 @@ fn select<'a>(
         .iter()
         .filter(|(n, _)| host.is_none_or(|h| h == *n))
         .collect())
+}
+
+/// The RouterOS scripts of the selected plans: asking for a Linux host, or
+/// for a file without a RouterOS router, is a usage error.
+fn routeros_scripts(
+    selected: &[(&String, &warren_plan::Plan)],
+    host: Option<&str>,
+    path: &std::path::Path,
+) -> Result<Vec<String>, super::Failure> {
+    if let (Some(h), Some((_, p))) = (host, selected.first()) {
+        if p.routeros.is_none() {
+            return Err(usage(format!(
+                "host {h:?} is not a RouterOS router (platform {}); --format routeros prints only RouterOS plans",
+                p.platform.as_str()
+            )));
+        }
+    }
+    let scripts: Vec<String> = selected.iter().filter_map(|(_, p)| p.routeros_script()).collect();
+    if scripts.is_empty() {
+        return Err(usage(format!(
+            "{} has no RouterOS router (platform: routeros); --format routeros prints only RouterOS plans",
+            path.display()
+        )));
+    }
+    Ok(scripts)
 }

@@ -11,7 +11,8 @@
 //! Map of the crate: `gateway` and `router` build one role's plan each;
 //! `forwards` turns the forwards into the router's DNAT maps; `mtu` holds the
 //! MTU arithmetic and the MSS clamps; `ports` converts the model's ports into
-//! nft's; `client` writes the private VPN clients' wg-quick files. A host on
+//! nft's; `routeros` writes the router's plan as RouterOS objects for
+//! `platform: routeros`; `client` writes the private VPN clients' wg-quick files. A host on
 //! `netfilter: iptables` gets the same nft table translated into owned
 //! iptables chains ([`warren_plan::ipt::from_nft`]) as the last step.
 
@@ -24,6 +25,7 @@ mod mtu;
 mod openings;
 mod ports;
 mod router;
+mod routeros;
 
 pub use client::client_config;
 pub use mtu::Mtus;
@@ -73,9 +75,10 @@ impl KeyBook {
 /// Why a valid configuration yields no plan.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompileError {
-    /// The host is a RouterOS router: validated, but not compiled in v1.
-    #[error("host {host:?}: the RouterOS compile target is not implemented yet (the model accepts it; plans for it arrive with the RouterOS agent)")]
-    RouterOsNotYet {
+    /// The host is a RouterOS router without a resolved `routeros` block
+    /// (validation refuses that; a caller that built a `Config` by hand).
+    #[error("host {host:?}: a RouterOS router needs its `routeros` access block")]
+    RouterOsAccess {
         /// The RouterOS host's name.
         host: String,
     },
@@ -107,7 +110,10 @@ pub fn compile_host(cfg: &Config, keys: &KeyBook, host: &str) -> Result<Option<P
         return Ok(None);
     };
     match (h.role, h.platform) {
-        (_, model::Platform::Routeros) => Err(CompileError::RouterOsNotYet { host: h.name.clone() }),
+        (Role::Router, model::Platform::Routeros) => match &h.routeros {
+            Some(access) => Ok(Some(routeros::plan(cfg, keys, h, access))),
+            None => Err(CompileError::RouterOsAccess { host: h.name.clone() }),
+        },
         (Role::Gateway, _) => netfilter(h, gateway::plan(cfg, keys, h)).map(Some),
         (Role::Router, _) => netfilter(h, router::plan(cfg, keys, h)).map(Some),
         (Role::Agent, _) => Ok(None),

@@ -51,7 +51,7 @@ pub(crate) fn plan(cfg: &Config, keys: &KeyBook, host: &Host) -> Plan {
 
 /// The WAN VPN's dialling end: it keeps the CGNAT mapping open, and accepts
 /// any source from the gateway because the gateway does not masquerade.
-fn wan_interface(cfg: &Config, keys: &KeyBook, mtu: u16) -> WgInterface {
+pub(crate) fn wan_interface(cfg: &Config, keys: &KeyBook, mtu: u16) -> WgInterface {
     let wan = &cfg.wan;
     WgInterface {
         name: wan.interface.clone(),
@@ -116,7 +116,7 @@ fn return_path_notes(wan: &WanVpn) -> [String; 3] {
 }
 
 /// The private VPN this router serves, one peer per client.
-fn private_interface(pv: &PrivateVpn, mtu: u16) -> WgInterface {
+pub(crate) fn private_interface(pv: &PrivateVpn, mtu: u16) -> WgInterface {
     WgInterface {
         name: pv.interface.clone(),
         addresses: vec![Ipv4Cidr {

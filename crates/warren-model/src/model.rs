@@ -111,17 +111,18 @@ impl Lan {
     }
 }
 
-/// How the agent of `managed_by` reaches a RouterOS router over SSH.
+/// How the agent of `managed_by` reaches a RouterOS router's REST API
+/// (HTTPS, the router's certificate pinned by fingerprint).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RouterOsAccess {
     /// The router's address as seen from its agent host.
     pub address: Ipv4Addr,
-    /// SSH port; 22 by default.
-    pub ssh_port: u16,
-    /// SSH user; `warren` by default.
+    /// The `www-ssl` port; 443 by default.
+    pub port: u16,
+    /// The RouterOS user; `warren` by default.
     pub user: String,
-    /// The router's `ssh-ed25519 AAAA…` host key, when pinned.
-    pub host_key: Option<String>,
+    /// SHA-256 of the router's certificate: 64 lowercase hex digits, no colons.
+    pub fingerprint: String,
 }
 
 /// How the controller reaches a host's agent (`hosts.<name>.agent`).

@@ -63,7 +63,7 @@ pub enum Role {
 pub enum Platform {
     /// Linux with nftables and policy routing; the agent runs on the host.
     Linux,
-    /// MikroTik RouterOS v7; driven over SSH by the agent of `managed_by`.
+    /// MikroTik RouterOS v7; driven over its REST API by the agent of `managed_by`.
     Routeros,
 }
 
@@ -133,7 +133,8 @@ pub struct HostDoc {
     /// prefix on each: `lan: {interface: br-lan, address: 192.168.16.1/24}`.
     #[serde(default, deserialize_with = "nullable")]
     pub lans: BTreeMap<Sp<String>, Sp<LanDoc>>,
-    /// RouterOS router only: the agent host that drives it over SSH.
+    /// RouterOS router only: the agent host that drives it over REST (a
+    /// `role: agent` host next to the router).
     #[serde(default)]
     pub managed_by: Option<Sp<String>>,
     /// RouterOS router only: how its agent reaches it.
@@ -171,22 +172,33 @@ pub struct LanDoc {
     pub address: Sp<Text>,
 }
 
-/// How the agent of `managed_by` reaches a RouterOS router (`routeros`).
+/// How the agent of `managed_by` reaches a RouterOS router's REST API
+/// (`routeros`).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(description = "")]
 pub struct RouterOsDoc {
     /// Address of the RouterOS router as seen from its agent host.
     pub address: Sp<Text>,
-    /// SSH port (default 22).
+    /// HTTPS port of the router's `www-ssl` service (default 443).
     #[serde(default)]
-    pub ssh_port: Option<Sp<u64>>,
-    /// SSH user (default `warren`).
+    pub port: Option<Sp<u64>>,
+    /// The RouterOS user the agent logs in as (default `warren`); its password
+    /// stays in a file on the agent host.
     #[serde(default)]
     pub user: Option<Sp<String>>,
-    /// The router's SSH host key, `ssh-ed25519 AAAA…`.
+    /// SHA-256 fingerprint of the router's TLS certificate: 64 hex digits, or
+    /// the colon form `AB:CD:…` (`/certificate print detail` shows it).
     #[serde(default)]
-    pub host_key: Option<Sp<String>>,
+    pub fingerprint: Option<Sp<Text>>,
+    /// Replaced by `port` (RouterOS is driven over REST, not SSH); an error.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub ssh_port: Option<Sp<Text>>,
+    /// Replaced by `fingerprint` (RouterOS is driven over REST, not SSH); an error.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub host_key: Option<Sp<Text>>,
 }
 
 /// How the controller reaches a host's agent (`agent`).

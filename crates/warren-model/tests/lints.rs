@@ -433,7 +433,7 @@ fn managed_by_names_a_host_that_is_no_agent() {
     check(
         &edit(
             "    role: router\n",
-            "    role: router\n    platform: routeros\n    managed_by: gateway\n    routeros: { address: 192.168.16.1 }\n",
+            &format!("    role: router\n    platform: routeros\n    managed_by: gateway\n    routeros: {{ address: 192.168.16.1, fingerprint: {FP} }}\n"),
         ),
         "warren.yaml:11:17: error[unknown-host]: managed_by names \"gateway\", which is not a host with role agent",
     );
@@ -461,5 +461,92 @@ fn firewall_keys_only_on_a_linux_gateway_or_router() {
             "      lan: { interface: br-lan, address: 192.168.16.1/24 }\n  pi:\n    role: agent\n    netfilter: iptables\n",
         ),
         "warren.yaml:14:16: error[wrong-role-key]: `netfilter` applies only to a Linux gateway or router (host \"pi\")",
+    );
+}
+
+/// A plausible SHA-256 certificate fingerprint.
+const FP: &str = "bc5ce827fe6be014b4a479c2d8bb6caae0accee8466203184f8b319265d30d54";
+
+/// BASE with the router on RouterOS, driven by agent host `pi`, its
+/// `routeros` block written as `routeros` (a flow mapping's inside).
+fn on_routeros(routeros: &str) -> String {
+    edit(
+        "    role: router\n",
+        &format!(
+            "    role: router\n    platform: routeros\n    managed_by: pi\n    routeros: {{ {routeros} }}\n"
+        ),
+    )
+    .replace("wan_vpn:\n", "  pi:\n    role: agent\nwan_vpn:\n")
+}
+
+#[test]
+fn routeros_access_defaults_and_fingerprint_forms() {
+    let upper: Vec<String> = FP
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    for fp in [FP.to_string(), FP.to_ascii_uppercase(), upper.join(":")] {
+        let text = on_routeros(&format!("address: 192.168.16.1, fingerprint: \"{fp}\""));
+        let (cfg, d) = load_str(&text, "warren.yaml");
+        assert!(d.is_empty(), "{fp}: {d}");
+        let r = cfg.expect("valid").hosts["router"]
+            .routeros
+            .clone()
+            .expect("routeros");
+        assert_eq!(
+            (
+                r.address.to_string(),
+                r.port,
+                r.user.as_str(),
+                r.fingerprint.as_str()
+            ),
+            ("192.168.16.1".to_string(), 443, "warren", FP)
+        );
+    }
+    let text = on_routeros(&format!(
+        "address: 192.168.16.1, port: 8443, user: wr, fingerprint: {FP}"
+    ));
+    let r = load_str(&text, "warren.yaml").0.expect("valid").hosts["router"]
+        .routeros
+        .clone()
+        .expect("routeros");
+    assert_eq!((r.port, r.user.as_str()), (8443, "wr"));
+}
+
+#[test]
+fn routeros_fingerprint_is_required_and_checked() {
+    check(
+        &on_routeros("address: 192.168.16.1"),
+        "warren.yaml:12:15: error[missing-key]: RouterOS router \"router\" has no `routeros.fingerprint`\n  hint: the agent accepts only the router's own certificate: copy `fingerprint` from `/certificate print detail` on the router (the certificate of `/ip/service www-ssl`)",
+    );
+    check(
+        &on_routeros("address: 192.168.16.1, fingerprint: \"AB:CD:EF\""),
+        "warren.yaml:12:53: error[bad-fingerprint]: routeros fingerprint \"AB:CD:EF\" is not a SHA-256 certificate fingerprint\n  hint: write the 64 hex digits (or AB:CD:… pairs) that `/certificate print detail` shows as `fingerprint` for the certificate of `/ip/service www-ssl`",
+    );
+    check(
+        &on_routeros(&format!("address: 192.168.16.1, fingerprint: {}zz", &FP[..62])),
+        &format!("warren.yaml:12:53: error[bad-fingerprint]: routeros fingerprint \"{}zz\" is not a SHA-256 certificate fingerprint\n  hint: write the 64 hex digits (or AB:CD:… pairs) that `/certificate print detail` shows as `fingerprint` for the certificate of `/ip/service www-ssl`", &FP[..62]),
+    );
+}
+
+#[test]
+fn routeros_ssh_keys_were_replaced() {
+    check(
+        &on_routeros(&format!("address: 192.168.16.1, ssh_port: 22, host_key: ssh-ed25519 AAAA, fingerprint: {FP}")),
+        "warren.yaml:12:50: error[replaced-key]: routeros.ssh_port was replaced: Warren drives RouterOS over its REST API (HTTPS), not SSH\n  hint: remove `ssh_port`; use `port` (the HTTPS port, default 443)\nwarren.yaml:12:64: error[replaced-key]: routeros.host_key was replaced: Warren drives RouterOS over its REST API (HTTPS), not SSH\n  hint: remove `host_key`; use `fingerprint` (the SHA-256 of the router's www-ssl certificate)",
+    );
+}
+
+#[test]
+fn managed_by_an_agent_that_already_drives_a_router() {
+    let text = on_routeros(&format!("address: 192.168.16.1, fingerprint: {FP}")).replace(
+        "  pi:\n",
+        &format!("  router2:\n    role: router\n    platform: routeros\n    managed_by: pi\n    routeros: {{ address: 192.168.30.1, fingerprint: {FP} }}\n    lans:\n      lan: {{ interface: bridge, address: 192.168.30.1/24 }}\n  pi:\n"),
+    );
+    check(
+        &text,
+        "warren.yaml:16:11: error[one-per-role]: a second router (\"router2\"); Warren v1 manages one router\n  note: the first router is \"router\" at line 9, column 11\nwarren.yaml:18:17: error[managed-by-shared]: agent host \"pi\" already drives RouterOS router \"router\"; one agent host drives one router\n  note: \"router\" names it at line 11, column 17\n  hint: give each RouterOS router its own `role: agent` host",
     );
 }

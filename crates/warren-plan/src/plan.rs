@@ -261,7 +261,16 @@ impl Plan {
         v
     }
 
-    /// What a reviewer reads: the plan in wg / ip / nft vocabulary.
+    /// A RouterOS plan's entries as a console script headed by the host's
+    /// name ([`crate::ros_script::render`]); `None` for other plans.
+    pub fn routeros_script(&self) -> Option<String> {
+        self.routeros
+            .as_ref()
+            .map(|cfg| crate::ros_script::render(&self.host, cfg))
+    }
+
+    /// What a reviewer reads: the plan in wg / ip / nft vocabulary, and a
+    /// RouterOS plan's entries as the console script.
     pub fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
@@ -298,6 +307,17 @@ impl Plan {
                 r.render().lines().map(str::to_string),
             ),
             Firewall::None => {}
+        }
+        if let Some(r) = &self.routeros {
+            let a = &r.access;
+            section(
+                &mut o,
+                &format!(
+                    "routeros (REST https://{}:{} as {}, certificate sha256 {})",
+                    a.address, a.port, a.user, a.fingerprint
+                ),
+                r.entries.iter().map(crate::ros_script::line),
+            );
         }
         let o_ = &self.openings;
         section(

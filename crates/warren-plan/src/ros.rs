@@ -209,8 +209,8 @@ pub fn diff(want: Option<&RosConfig>, live: Option<&RosState>) -> Vec<crate::Cha
 /// The plan as a RouterOS script a person could paste into a terminal: one
 /// `/menu add …` line per entry, in apply order, values quoted as the
 /// console wants them.
+/// The header names the router by its address; [`crate::Plan::routeros_script`]
+/// names it by its host. See [`crate::ros_script`].
 pub fn render_script(cfg: &RosConfig) -> String {
-    // FOUNDATION STUB: implemented with the compile target.
-    let _ = cfg;
-    String::new()
+    crate::ros_script::render(&cfg.access.address.to_string(), cfg)
 }

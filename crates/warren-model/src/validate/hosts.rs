@@ -3,7 +3,9 @@
 //! sections point at; then the one-gateway, one-router rule. Cross-references
 //! to other sections (the WAN VPN's ends, `managed_by`) are checked elsewhere.
 
-use super::values::{check_name, cidr, endpoint, ifname, ip, port, port_spec, ssh_ed25519, wg_key};
+use super::values::{
+    check_name, cidr, endpoint, fingerprint, ifname, ip, port, port_spec, ssh_ed25519, wg_key,
+};
 use super::V;
 use crate::diag::Pos;
 use crate::model::{
@@ -343,7 +345,8 @@ fn linux_firewall_keys(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>, platform: 
     }
 }
 
-/// A RouterOS router's `managed_by` and `routeros` block.
+/// A RouterOS router's `managed_by` and `routeros` block (REST over HTTPS,
+/// the certificate pinned by fingerprint).
 fn routeros_access(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>) -> Option<RouterOsAccess> {
     if h.managed_by.is_none() {
         v.err(
@@ -351,7 +354,7 @@ fn routeros_access(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>) -> Option<Rout
             h.at,
             format!("RouterOS router {:?} has no `managed_by`", name.value),
         )
-        .with_hint("name the agent host that drives it over SSH");
+        .with_hint("name the `role: agent` host next to the router whose agent drives it over REST, e.g. managed_by: pi");
     }
     let Some(r) = &h.routeros else {
         v.err(
@@ -359,27 +362,58 @@ fn routeros_access(v: &mut V, name: &Sp<String>, h: &Sp<HostDoc>) -> Option<Rout
             h.at,
             format!("RouterOS router {:?} has no `routeros` access block", name.value),
         )
-        .with_hint("routeros: {address: 192.168.16.1, user: warren, host_key: ssh-ed25519 …}");
+        .with_hint("routeros: {address: 192.168.16.1, fingerprint: <SHA-256 of its www-ssl certificate>}");
         return None;
     };
+    for (old, at, new) in [
+        (
+            "ssh_port",
+            r.ssh_port.as_ref().map(|k| k.at),
+            "`port` (the HTTPS port, default 443)",
+        ),
+        (
+            "host_key",
+            r.host_key.as_ref().map(|k| k.at),
+            "`fingerprint` (the SHA-256 of the router's www-ssl certificate)",
+        ),
+    ] {
+        if let Some(at) = at {
+            v.err(
+                "replaced-key",
+                at,
+                format!(
+                    "routeros.{old} was replaced: Warren drives RouterOS over its REST API (HTTPS), not SSH"
+                ),
+            )
+            .with_hint(format!("remove `{old}`; use {new}"));
+        }
+    }
     let address = ip(v, "routeros address", &r.address);
-    let ssh_port = r
-        .ssh_port
+    let port = r
+        .port
         .as_ref()
-        .and_then(|p| port(v, "ssh_port", p))
-        .unwrap_or(22);
-    let host_key = r
-        .host_key
-        .as_ref()
-        .and_then(|k| ssh_ed25519(v, "routeros host_key", k));
+        .and_then(|p| port(v, "routeros port", p))
+        .unwrap_or(443);
+    let fingerprint = match &r.fingerprint {
+        Some(f) => fingerprint(v, "routeros fingerprint", f),
+        None => {
+            v.err(
+                "missing-key",
+                r.at,
+                format!("RouterOS router {:?} has no `routeros.fingerprint`", name.value),
+            )
+            .with_hint("the agent accepts only the router's own certificate: copy `fingerprint` from `/certificate print detail` on the router (the certificate of `/ip/service www-ssl`)");
+            None
+        }
+    };
     Some(RouterOsAccess {
         address: address?,
-        ssh_port,
+        port,
         user: r
             .user
             .as_ref()
             .map_or_else(|| "warren".to_string(), |u| u.value.clone()),
-        host_key,
+        fingerprint: fingerprint?,
     })
 }
 

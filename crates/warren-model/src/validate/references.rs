@@ -1,6 +1,6 @@
 //! Names that can only be checked once every section resolved: a host's
 //! pinned `wireguard_keys` name WireGuard interfaces it really runs, and
-//! `managed_by` names an agent host.
+//! `managed_by` names an agent host, which speaks for one router only.
 
 use super::hosts::{role_of, HostParts};
 use super::V;
@@ -18,6 +18,7 @@ pub(super) fn validate_references(
         check_pinned_keys(v, h, wan_interface, private);
         check_managed_by(v, h, hosts);
     }
+    check_one_router_per_agent(v, hosts);
 }
 
 /// Each pinned key names an interface the host runs: the WAN VPN's on both
@@ -56,5 +57,35 @@ fn check_managed_by(v: &mut V, h: &HostParts, hosts: &BTreeMap<String, HostParts
             h.managed_by_at,
             format!("managed_by names {m:?}, which is not a host with role agent"),
         );
+    }
+}
+
+/// An agent host speaks for exactly one RouterOS router: the controller maps
+/// that agent's identity onto the router's session, so a second router
+/// naming the same agent would have no session of its own.
+fn check_one_router_per_agent(v: &mut V, hosts: &BTreeMap<String, HostParts>) {
+    let mut first: BTreeMap<&str, &HostParts> = BTreeMap::new();
+    for h in hosts.values() {
+        let Some(m) = &h.host.managed_by else { continue };
+        match first.get(m.as_str()) {
+            None => {
+                first.insert(m, h);
+            }
+            Some(earlier) => {
+                v.err(
+                    "managed-by-shared",
+                    h.managed_by_at,
+                    format!(
+                        "agent host {m:?} already drives RouterOS router {:?}; one agent host drives one router",
+                        earlier.host.name
+                    ),
+                )
+                .with_note_at(
+                    &format!("{:?} names it", earlier.host.name),
+                    earlier.managed_by_at,
+                )
+                .with_hint("give each RouterOS router its own `role: agent` host");
+            }
+        }
     }
 }

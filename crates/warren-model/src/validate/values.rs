@@ -224,6 +224,37 @@ pub(super) fn ssh_ed25519(v: &mut V, what: &str, k: &Sp<String>) -> Option<Strin
     }
 }
 
+/// The SHA-256 fingerprint of a TLS certificate: 64 hex digits, or 32
+/// two-digit groups separated by colons (`AB:CD:…`), any case. Returned as
+/// lowercase hex without separators.
+pub(crate) fn parse_fingerprint(s: &str) -> Option<String> {
+    let s = s.trim();
+    let hex: String = if s.contains(':') {
+        let groups: Vec<&str> = s.split(':').collect();
+        if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
+            return None;
+        }
+        groups.concat()
+    } else {
+        s.to_string()
+    };
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
+}
+
+/// `routeros.fingerprint`: see [`parse_fingerprint`].
+pub(super) fn fingerprint(v: &mut V, what: &str, t: &Sp<Text>) -> Option<String> {
+    let parsed = parse_fingerprint(&t.value.0);
+    if parsed.is_none() {
+        v.err(
+            "bad-fingerprint",
+            t.at,
+            format!("{what} {:?} is not a SHA-256 certificate fingerprint", t.value.0.trim()),
+        )
+        .with_hint("write the 64 hex digits (or AB:CD:… pairs) that `/certificate print detail` shows as `fingerprint` for the certificate of `/ip/service www-ssl`");
+    }
+    parsed
+}
+
 /// `IPv4:port`, e.g. an agent's listening address.
 pub(super) fn endpoint(v: &mut V, what: &str, t: &Sp<Text>) -> Option<(Ipv4Addr, u16)> {
     let s = t.value.0.trim();
