@@ -728,6 +728,7 @@ pub fn undo_script(live: &RosState, ops: &[RosOp]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::wildcard_enum_match_arm)]
 mod tests {
     use super::*;
     use crate::diff::Op;
