@@ -26,6 +26,7 @@ mod daemon;
 mod doctor;
 mod engine;
 mod keys;
+mod routeros;
 mod store;
 mod sys;
 #[cfg(test)]
