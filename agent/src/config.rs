@@ -31,6 +31,20 @@ pub struct Config {
     /// standalone agent driven by `apply`/`submit`).
     #[serde(default)]
     pub controller: Option<Link>,
+    /// This agent drives a MikroTik RouterOS router (its address, user and
+    /// certificate come with each plan): `host` is the router's name.
+    #[serde(default)]
+    pub routeros: Option<RouterOs>,
+}
+
+/// `[routeros]`: what the agent needs besides the plan to log in to the
+/// router's REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterOs {
+    /// A file holding the RouterOS user's password (one line; a trailing
+    /// newline is ignored). Read at every connection, never logged.
+    pub password_file: PathBuf,
 }
 
 /// Either the controller dials this agent (`listen`), or this agent dials
@@ -71,6 +85,15 @@ impl Config {
         c.trusted()?;
         c.check_durations()
             .with_context(|| format!("config {}", path.display()))?;
+        if let Some(r) = &c.routeros {
+            if !r.password_file.is_absolute() {
+                bail!(
+                    "config {}: [routeros] password_file = {:?} must be an absolute path",
+                    path.display(),
+                    r.password_file
+                );
+            }
+        }
         Ok(c)
     }
 

@@ -102,11 +102,6 @@ impl RouterOs {
         }
     }
 
-    /// Whether this agent drives a router.
-    pub fn configured(&self) -> bool {
-        self.connector.is_some()
-    }
-
     /// Writes to the router that succeeded so far.
     pub fn writes(&self) -> usize {
         self.past_writes.get() + self.client.borrow().as_ref().map_or(0, Client::writes)
@@ -161,7 +156,10 @@ impl RouterOs {
     pub fn execute(&mut self, op: &RosOp) -> Result<()> {
         match op {
             RosOp::Create { entry, before } => {
-                let before = before.as_ref().map(|b| self.resolve(&entry.menu, b)).transpose()?;
+                let before = before
+                    .as_ref()
+                    .map(|b| self.resolve(&entry.menu, b))
+                    .transpose()?;
                 let mut props = entry.props.clone();
                 props.insert("comment".into(), entry.comment());
                 let id = self.with_client(|c| c.create(&entry.menu, &props, before.as_deref()))?;
@@ -232,7 +230,10 @@ impl RouterOs {
         let scheduler = BTreeMap::from([
             ("name".to_string(), ROLLBACK_NAME.to_string()),
             ("interval".to_string(), format!("{secs}s")),
-            ("on-event".to_string(), format!("/system script run {ROLLBACK_NAME}")),
+            (
+                "on-event".to_string(),
+                format!("/system script run {ROLLBACK_NAME}"),
+            ),
             ("policy".to_string(), ROLLBACK_POLICY.to_string()),
             ("comment".to_string(), ROLLBACK_COMMENT.to_string()),
         ]);
@@ -242,7 +243,8 @@ impl RouterOs {
 
     /// Run the undo script now, then remove it and its scheduler.
     fn roll_back_now(&self) -> String {
-        let run = self.with_client(|c| c.command("system/script/run", &json!({"number": ROLLBACK_NAME}), true));
+        let run =
+            self.with_client(|c| c.command("system/script/run", &json!({"number": ROLLBACK_NAME}), true));
         let disarm = self.disarm();
         match (run, disarm) {
             (Ok(_), Ok(_)) => format!("ran the router's rollback script ({ROLLBACK_NAME})"),
@@ -283,7 +285,8 @@ impl RouterOs {
         }
         let secs = window_secs.max(60);
         let source = warren_plan::ros_diff::undo_script(live, &ops);
-        self.arm(&source, secs).context("arming the rollback on the router")?;
+        self.arm(&source, secs)
+            .context("arming the rollback on the router")?;
         tracing::info!(secs, ops = ops.len(), "routeros: rollback armed; applying");
         let wan = wan_peer(want, live);
         for (c, op) in changes.iter().zip(&ops) {
@@ -330,12 +333,16 @@ impl RouterOs {
             )));
         }
         let Some(wan) = wan.filter(|w| w.was_up) else {
-            notes.push("the WAN VPN had no recent handshake before the apply: handshake and ping not checked".into());
+            notes.push(
+                "the WAN VPN had no recent handshake before the apply: handshake and ping not checked".into(),
+            );
             return Ok(notes);
         };
         let deadline = Instant::now() + Duration::from_secs(2 * wan.keepalive.max(5));
         loop {
-            let rows = self.with_client(|c| c.list("interface/wireguard/peers")).map_err(rest)?;
+            let rows = self
+                .with_client(|c| c.list("interface/wireguard/peers"))
+                .map_err(rest)?;
             let age = rows
                 .iter()
                 .find(|r| !r.dynamic() && r.tag() == Some(wan.tag.as_str()))
@@ -362,7 +369,9 @@ impl RouterOs {
                     "the gateway's tunnel address {target} does not answer ping"
                 )));
             }
-            notes.push(format!("verified: WAN handshake recent, {target} answers ping ({received}/3)"));
+            notes.push(format!(
+                "verified: WAN handshake recent, {target} answers ping ({received}/3)"
+            ));
         }
         Ok(notes)
     }
@@ -391,14 +400,17 @@ struct WanPeer {
 /// host of the interface's /30 or /31.
 fn wan_peer(want: Option<&RosConfig>, live: &RosState) -> Option<WanPeer> {
     let want = want?;
-    let peer = want
-        .entries
-        .iter()
-        .find(|e| e.menu == "interface/wireguard/peers" && e.props.get("endpoint-address").is_some_and(|a| !a.is_empty()))?;
+    let peer = want.entries.iter().find(|e| {
+        e.menu == "interface/wireguard/peers"
+            && e.props.get("endpoint-address").is_some_and(|a| !a.is_empty())
+    })?;
     let was_up = live
         .menus
         .get("interface/wireguard/peers")
-        .and_then(|rows| rows.iter().find(|r| !r.dynamic() && r.tag() == Some(peer.tag.as_str())))
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| !r.dynamic() && r.tag() == Some(peer.tag.as_str()))
+        })
         .and_then(|r| r.props.get("last-handshake"))
         .and_then(|h| warren_plan::ros_diff::duration_secs(h))
         .is_some_and(|a| a <= RECENT_HANDSHAKE_SECS);
@@ -456,7 +468,11 @@ fn ping_received(reply: &Value) -> u64 {
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => vec![],
     };
     rows.iter()
-        .filter_map(|r| r.get("received").and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        .filter_map(|r| {
+            r.get("received")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+        })
         .max()
         .unwrap_or(0)
 }
@@ -465,7 +481,11 @@ fn ping_received(reply: &Value) -> u64 {
 /// interfaces (the router made their private keys; only the public half
 /// is ever read).
 pub fn router_keys(st: &RosState) -> BTreeMap<String, String> {
-    let rows = st.menus.get("interface/wireguard").map(Vec::as_slice).unwrap_or_default();
+    let rows = st
+        .menus
+        .get("interface/wireguard")
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     rows.iter()
         .filter(|r| r.owned() && !r.dynamic())
         .filter_map(|r| Some((r.props.get("name")?.clone(), r.props.get("public-key")?.clone())))
@@ -548,7 +568,10 @@ pub mod fake {
     impl Transport for Fake {
         fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, RestError> {
             let mut r = self.0.lock().unwrap();
-            let line = format!("{method} {path}{}", body.map(|b| format!(" {b}")).unwrap_or_default());
+            let line = format!(
+                "{method} {path}{}",
+                body.map(|b| format!(" {b}")).unwrap_or_default()
+            );
             let served = r.log.len();
             r.log.push(line);
             if r.cut_after.is_some_and(|n| served >= n) {
@@ -564,7 +587,11 @@ pub mod fake {
             }
             let obj = |b: Option<&Value>| -> BTreeMap<String, String> {
                 b.and_then(Value::as_object)
-                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let to_json = |row: &warren_plan::ros::RosRow| {
@@ -588,7 +615,10 @@ pub mod fake {
                     let before = props.remove("place-before");
                     r.next_id += 1;
                     let id = format!("*{:X}", r.next_id + 0x100);
-                    let row = warren_plan::ros::RosRow { id: id.clone(), props };
+                    let row = warren_plan::ros::RosRow {
+                        id: id.clone(),
+                        props,
+                    };
                     let rows = r.menus.entry(path.to_string()).or_default();
                     let at = before
                         .and_then(|b| rows.iter().position(|x| x.id == b))
@@ -632,7 +662,9 @@ pub mod fake {
                         return Err(err(404, method, path, "no such item"));
                     };
                     let row = rows.remove(p);
-                    let dest = args.get("destination").and_then(|d| rows.iter().position(|x| &x.id == d));
+                    let dest = args
+                        .get("destination")
+                        .and_then(|d| rows.iter().position(|x| &x.id == d));
                     rows.insert(dest.unwrap_or(rows.len()), row);
                     Ok(json!([]))
                 }
@@ -670,7 +702,12 @@ mod tests {
         RosConfig {
             access: access(),
             entries: vec![
-                entry("interface/wireguard", "if/wg0", &[("name", "wg0"), ("mtu", "1420")], Place::InOrder),
+                entry(
+                    "interface/wireguard",
+                    "if/wg0",
+                    &[("name", "wg0"), ("mtu", "1420")],
+                    Place::InOrder,
+                ),
                 entry(
                     "interface/wireguard/peers",
                     "peer/wg0/gateway",
@@ -684,7 +721,12 @@ mod tests {
                     ],
                     Place::InOrder,
                 ),
-                entry("ip/address", "addr/wg0", &[("address", "10.0.18.2/30"), ("interface", "wg0")], Place::InOrder),
+                entry(
+                    "ip/address",
+                    "addr/wg0",
+                    &[("address", "10.0.18.2/30"), ("interface", "wg0")],
+                    Place::InOrder,
+                ),
                 entry(
                     "ip/firewall/filter",
                     "filter/a",
@@ -700,7 +742,11 @@ mod tests {
                 entry(
                     "ip/firewall/filter",
                     "jump/filter-forward",
-                    &[("chain", "forward"), ("action", "jump"), ("jump-target", "warren-forward")],
+                    &[
+                        ("chain", "forward"),
+                        ("action", "jump"),
+                        ("jump-target", "warren-forward"),
+                    ],
                     Place::Top,
                 ),
             ],
@@ -744,7 +790,8 @@ mod tests {
             owned_interfaces: &owned,
         };
         let mut st = State::default();
-        b.observe(&crate::sys::Recorder::default(), &scope, &mut st).unwrap();
+        b.observe(&crate::sys::Recorder::default(), &scope, &mut st)
+            .unwrap();
         st.routeros.unwrap()
     }
 
@@ -770,18 +817,36 @@ mod tests {
         let log = f.router().log.clone();
         let w = writes_in(&log);
         assert!(w[0].starts_with("PUT system/script {\"comment\":\"warren:rollback\",\"name\":\"warren-rollback\",\"policy\":\"read,write,policy,test\",\"source\":\"/system scheduler remove"), "{w:#?}");
-        assert!(w[0].contains(r#"/ip firewall filter remove [find where comment=\"warren:jump/filter-forward\"]"#), "{}", w[0]);
+        assert!(
+            w[0].contains(
+                r#"/ip firewall filter remove [find where comment=\"warren:jump/filter-forward\"]"#
+            ),
+            "{}",
+            w[0]
+        );
         assert_eq!(
             w[1],
             r#"PUT system/scheduler {"comment":"warren:rollback","interval":"120s","name":"warren-rollback","on-event":"/system script run warren-rollback","policy":"read,write,policy,test"}"#
         );
         // The jump goes above fasttrack; the chain's rules in plan order.
-        assert!(w.iter().any(|l| l.starts_with("PUT ip/firewall/filter") && l.contains("\"place-before\":\"*5\"")), "{w:#?}");
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("PUT ip/firewall/filter") && l.contains("\"place-before\":\"*5\"")),
+            "{w:#?}"
+        );
         let filter: Vec<String> = f.router().menus["ip/firewall/filter"]
             .iter()
             .map(|r| r.props.get("comment").cloned().unwrap_or_default())
             .collect();
-        assert_eq!(filter, ["warren:jump/filter-forward", "defconf: fasttrack", "warren:filter/a", "warren:filter/b"]);
+        assert_eq!(
+            filter,
+            [
+                "warren:jump/filter-forward",
+                "defconf: fasttrack",
+                "warren:filter/a",
+                "warren:filter/b"
+            ]
+        );
         // Verified on a fresh request, then disarmed: nothing of the rollback left.
         assert!(log.iter().any(|l| l == "GET system/identity"));
         assert!(w[w.len() - 2].starts_with("DELETE system/scheduler/"), "{w:#?}");
@@ -804,15 +869,26 @@ mod tests {
         let mut b = RouterOs::with_connector(f.connector());
         f.router().failing.push("PUT ip/address".into());
         let e = converge(&mut b, &f, &want()).unwrap_err().to_string();
-        assert!(e.starts_with("routeros ip/address warren:addr/wg0: PUT /rest/ip/address: HTTP 400"), "{e}");
-        assert!(e.contains("ran the router's rollback script (warren-rollback)"), "{e}");
+        assert!(
+            e.starts_with("routeros ip/address warren:addr/wg0: PUT /rest/ip/address: HTTP 400"),
+            "{e}"
+        );
+        assert!(
+            e.contains("ran the router's rollback script (warren-rollback)"),
+            "{e}"
+        );
         let log = f.router().log.clone();
-        let run = log.iter().position(|l| l == r#"POST system/script/run {"number":"warren-rollback"}"#);
+        let run = log
+            .iter()
+            .position(|l| l == r#"POST system/script/run {"number":"warren-rollback"}"#);
         let failed = log.iter().position(|l| l.starts_with("PUT ip/address"));
         assert!(run.is_some() && run > failed, "{log:#?}");
         // No further op after the failure.
         assert!(!log.iter().any(|l| l.starts_with("PUT ip/firewall")), "{log:#?}");
-        assert!(f.router().menus["system/scheduler"].is_empty(), "disarmed after running");
+        assert!(
+            f.router().menus["system/scheduler"].is_empty(),
+            "disarmed after running"
+        );
     }
 
     #[test]
@@ -823,7 +899,10 @@ mod tests {
         f.router().cut_after = Some(9 + 2 + 2 + 6);
         let live = observe(&b, &routeros_plan(Some(want())));
         let changes = warren_plan::ros::diff(Some(&want()), Some(&live));
-        let e = b.converge(&changes, &live, Some(&want()), 30).unwrap_err().to_string();
+        let e = b
+            .converge(&changes, &live, Some(&want()), 30)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be reached after the apply"), "{e}");
         assert!(e.contains("within 60 s"), "{e}");
         let r = f.router();
@@ -848,13 +927,19 @@ mod tests {
         let mut cfg = want();
         cfg.entries[3].props.insert("log".into(), "yes".into());
         let e = converge(&mut b, &f, &cfg).unwrap_err().to_string();
-        assert!(e.contains("the gateway's tunnel address 10.0.18.1 does not answer ping"), "{e}");
+        assert!(
+            e.contains("the gateway's tunnel address 10.0.18.1 does not answer ping"),
+            "{e}"
+        );
         assert!(e.contains("ran the router's rollback script"), "{e}");
         // (The fake's rollback script restores nothing: log=yes stayed.)
         f.router().ping = json!([{"sent": "3", "received": "2"}]);
         cfg.entries[3].props.insert("log".into(), "no".into());
         let (_, notes) = converge(&mut b, &f, &cfg).unwrap();
-        assert_eq!(notes, ["verified: WAN handshake recent, 10.0.18.1 answers ping (2/3)"]);
+        assert_eq!(
+            notes,
+            ["verified: WAN handshake recent, 10.0.18.1 answers ping (2/3)"]
+        );
     }
 
     #[test]
@@ -869,7 +954,10 @@ mod tests {
         );
         let mut b = RouterOs::with_connector(f.connector());
         let (_, notes) = converge(&mut b, &f, &want()).unwrap();
-        assert!(notes[0].starts_with("removed a stale warren-rollback"), "{notes:?}");
+        assert!(
+            notes[0].starts_with("removed a stale warren-rollback"),
+            "{notes:?}"
+        );
         assert!(f.router().log.iter().any(|l| l == "DELETE system/scheduler/*0"));
     }
 
@@ -879,14 +967,28 @@ mod tests {
         let mut b = RouterOs::with_connector(f.connector());
         observe(&b, &routeros_plan(Some(want())));
         b.begin();
-        let mk = |tag: &str| entry("ip/firewall/nat", tag, &[("chain", "warren-dstnat")], Place::InOrder);
-        b.execute(&RosOp::Create { entry: mk("nat/b"), before: None }).unwrap();
+        let mk = |tag: &str| {
+            entry(
+                "ip/firewall/nat",
+                tag,
+                &[("chain", "warren-dstnat")],
+                Place::InOrder,
+            )
+        };
+        b.execute(&RosOp::Create {
+            entry: mk("nat/b"),
+            before: None,
+        })
+        .unwrap();
         b.execute(&RosOp::Create {
             entry: mk("nat/a"),
             before: Some(Before::Tag("nat/b".into())),
         })
         .unwrap();
-        let tags: Vec<String> = f.router().menus["ip/firewall/nat"].iter().map(|r| r.props["comment"].clone()).collect();
+        let tags: Vec<String> = f.router().menus["ip/firewall/nat"]
+            .iter()
+            .map(|r| r.props["comment"].clone())
+            .collect();
         assert_eq!(tags, ["warren:nat/a", "warren:nat/b"]);
         let e = b
             .execute(&RosOp::Create {
@@ -894,7 +996,10 @@ mod tests {
                 before: Some(Before::Tag("nat/zzz".into())),
             })
             .unwrap_err();
-        assert!(e.to_string().contains("no row tagged warren:nat/zzz was created"), "{e}");
+        assert!(
+            e.to_string().contains("no row tagged warren:nat/zzz was created"),
+            "{e}"
+        );
         // A move to a row that is gone is refused, not sent.
         let id = f.router().menus["ip/firewall/nat"][0].id.clone();
         let e = b
@@ -906,7 +1011,11 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("that row no longer exists"), "{e}");
-        assert!(!f.router().log.iter().any(|l| l.starts_with("POST ip/firewall/nat/move")));
+        assert!(!f
+            .router()
+            .log
+            .iter()
+            .any(|l| l.starts_with("POST ip/firewall/nat/move")));
         let dest = f.router().menus["ip/firewall/nat"][1].id.clone();
         b.execute(&RosOp::Move {
             menu: "ip/firewall/nat".into(),
@@ -915,10 +1024,9 @@ mod tests {
             destination: Before::Id(id.clone()),
         })
         .unwrap();
-        assert!(f
-            .router()
-            .log
-            .contains(&format!(r#"POST ip/firewall/nat/move {{"destination":"{id}","numbers":"{dest}"}}"#)));
+        assert!(f.router().log.contains(&format!(
+            r#"POST ip/firewall/nat/move {{"destination":"{id}","numbers":"{dest}"}}"#
+        )));
         assert_eq!(b.writes(), 3);
     }
 
@@ -939,13 +1047,20 @@ mod tests {
                     },
                     RosRow {
                         id: "*2".into(),
-                        props: [("name".to_string(), "wg9".to_string()), ("public-key".to_string(), "X=".to_string())].into(),
+                        props: [
+                            ("name".to_string(), "wg9".to_string()),
+                            ("public-key".to_string(), "X=".to_string()),
+                        ]
+                        .into(),
                     },
                 ],
             )]
             .into(),
         };
-        assert_eq!(router_keys(&st), BTreeMap::from([("wg0".to_string(), "R0=".to_string())]));
+        assert_eq!(
+            router_keys(&st),
+            BTreeMap::from([("wg0".to_string(), "R0=".to_string())])
+        );
     }
 
     #[test]
@@ -958,6 +1073,9 @@ mod tests {
         let e = read_password(&p).unwrap_err().to_string();
         assert!(e.contains("is empty"), "{e}");
         let e = read_password(&dir.join("missing")).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot read the RouterOS password file"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot read the RouterOS password file"),
+            "{e:#}"
+        );
     }
 }

@@ -79,7 +79,9 @@ pub struct Https {
 impl std::fmt::Debug for Https {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the authorization header.
-        f.debug_struct("Https").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Https")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,8 +99,10 @@ impl Https {
 
     fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>), String> {
         let tcp = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
-        tcp.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
         let conn = rustls::ClientConnection::new(self.tls.clone(), name).map_err(|e| e.to_string())?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
@@ -137,10 +141,15 @@ pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Vec<u8>), String> {
         if line.is_empty() {
             break;
         }
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
         if k == "content-length" {
-            length = Some(v.parse::<usize>().map_err(|_| format!("bad Content-Length {v:?}"))?);
+            length = Some(
+                v.parse::<usize>()
+                    .map_err(|_| format!("bad Content-Length {v:?}"))?,
+            );
         } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
             chunked = true;
         }
@@ -150,7 +159,8 @@ pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Vec<u8>), String> {
         loop {
             let size_line = read_line(r)?;
             let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+            let size =
+                usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_hex:?}"))?;
             if size == 0 {
                 break;
             }
@@ -199,7 +209,9 @@ fn read_line<R: BufRead>(r: &mut R) -> Result<String, String> {
     if n == 0 {
         return Err("the connection closed before the reply ended".into());
     }
-    Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+    Ok(String::from_utf8_lossy(&line)
+        .trim_end_matches(['\r', '\n'])
+        .to_string())
 }
 
 fn truncate(s: &str) -> String {
@@ -254,12 +266,14 @@ pub fn status_error(method: &str, path: &str, status: u16, body: &[u8]) -> RestE
 
 impl Transport for Https {
     fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, RestError> {
-        let (status, reply) = self.exchange(method, path, body).map_err(|reason| RestError::Unreachable {
-            method: method.into(),
-            path: path.into(),
-            addr: self.addr.to_string(),
-            reason,
-        })?;
+        let (status, reply) = self
+            .exchange(method, path, body)
+            .map_err(|reason| RestError::Unreachable {
+                method: method.into(),
+                path: path.into(),
+                addr: self.addr.to_string(),
+                reason,
+            })?;
         if status >= 400 {
             return Err(status_error(method, path, status, &reply));
         }
@@ -300,7 +314,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("writes", &self.writes).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("writes", &self.writes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -362,7 +378,12 @@ impl Client {
     }
 
     /// `PATCH /rest/<menu>/<id>`.
-    pub fn update(&mut self, menu: &str, id: &str, props: &BTreeMap<String, String>) -> Result<(), RestError> {
+    pub fn update(
+        &mut self,
+        menu: &str,
+        id: &str,
+        props: &BTreeMap<String, String>,
+    ) -> Result<(), RestError> {
         let body: serde_json::Map<String, Value> = props
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -398,11 +419,16 @@ mod tests {
     fn replies_framed_by_length_chunks_or_end() {
         let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]trailing";
         assert_eq!(read_response(&mut r).unwrap(), (200, b"[]".to_vec()));
-        let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\n1;x=y\r\n]\r\n0\r\n\r\n";
+        let mut r: &[u8] =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\n1;x=y\r\n]\r\n0\r\n\r\n";
         assert_eq!(read_response(&mut r).unwrap(), (200, b"[{}]".to_vec()));
         let mut r: &[u8] = b"HTTP/1.0 404 Not Found\r\n\r\n{\"error\":404}";
         assert_eq!(read_response(&mut r).unwrap(), (404, b"{\"error\":404}".to_vec()));
-        for bad in [&b""[..], b"SSH-2.0-x\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab"] {
+        for bad in [
+            &b""[..],
+            b"SSH-2.0-x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab",
+        ] {
             let mut r = bad;
             assert!(read_response(&mut r).is_err(), "{bad:?}");
         }
@@ -440,12 +466,13 @@ mod tests {
         let c = rcgen::generate_simple_self_signed(vec!["router".into()]).unwrap();
         let der = c.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::try_from(c.key_pair.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], key)
-            .unwrap();
+        let server =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![der.clone()], key)
+                .unwrap();
         let server = Arc::new(server);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -4,7 +4,9 @@
 //! router's self-signed certificate is trusted by its fingerprint alone.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
@@ -113,6 +115,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         let got = fingerprint(other.as_ref());
-        assert!(e.contains(&format!("fingerprint {got}")) && e.contains(&format!("pins {fp}")), "{e}");
+        assert!(
+            e.contains(&format!("fingerprint {got}")) && e.contains(&format!("pins {fp}")),
+            "{e}"
+        );
     }
 }
