@@ -160,6 +160,26 @@ mod tests {
     }
 
     #[test]
+    fn a_routeros_section_names_an_absolute_password_file() {
+        let key = warren_wire::key_base64(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
+        let with = |section: &str| {
+            load(&format!(
+                "host = \"mikrotik\"\ntrusted_controller_keys = [\"{key}\"]\n{section}"
+            ))
+        };
+        let c = with("[routeros]\npassword_file = \"/etc/warren/routeros.pw\"\n").unwrap();
+        assert_eq!(
+            c.routeros.unwrap().password_file,
+            PathBuf::from("/etc/warren/routeros.pw")
+        );
+        assert!(with("").unwrap().routeros.is_none());
+        let e = with("[routeros]\npassword_file = \"pw\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("must be an absolute path"), "{e:#}");
+        let e = with("[routeros]\npassword = \"x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `password`"), "{e:#}");
+    }
+
+    #[test]
     fn absurd_drift_intervals_are_refused_naming_the_key() {
         let key = warren_wire::key_base64(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
         let with = |v: &str| {

@@ -138,8 +138,16 @@ impl<S: Sys> Engine<S> {
 
     /// The identity and WireGuard public keys, creating the identity and a
     /// key for each of `interfaces` if missing.
+    /// An agent that drives a router creates no WireGuard key: it lists the
+    /// router's own public keys, as last observed.
     pub fn public_keys(&self, interfaces: &[String]) -> Result<PublicKeys> {
         let identity = keys::ensure_identity(&self.cfg.state_dir)?;
+        if self.drives_router() {
+            return Ok(PublicKeys {
+                identity,
+                wireguard: self.store.routeros_keys()?,
+            });
+        }
         for i in interfaces {
             self.keys.ensure(i)?;
         }
