@@ -12,6 +12,11 @@
 //! - manage a WireGuard interface only if Warren created it or it does not
 //!   exist yet (adopting an existing one is not supported).
 //!
+//! A RouterOS plan ([`routeros`]) may only write rows of Warren's menus
+//! ([`warren_plan::ros::MENUS`]), tagged with tags and values the router's
+//! console and REST API cannot misread; an agent takes RouterOS plans only
+//! when it is configured to drive a router, and then no Linux plan.
+//!
 //! It reads live state (does an interface exist?) but changes nothing.
 
 use crate::keys::valid_ifname;
@@ -20,7 +25,8 @@ use crate::sys::Sys;
 use std::collections::BTreeSet;
 use warren_plan::ipt::{IptRuleset, CHAIN_PREFIX};
 use warren_plan::nft::{Match, Rule, Stmt, TABLE};
-use warren_plan::{Firewall, Plan, VerifyError};
+use warren_plan::ros::MENUS;
+use warren_plan::{Firewall, Plan, Platform, VerifyError};
 
 /// Sysctls a plan may set; `*` is one interface name (or `all`).
 pub const SYSCTLS: &[&str] = &["net.ipv4.ip_forward", "net.ipv4.conf.*.rp_filter"];
@@ -30,12 +36,97 @@ const RESERVED_TABLES: [u32; 4] = [0, 253, 254, 255];
 
 /// Refuse `plan` unless everything in it is something a network plan
 /// needs and nothing in it takes over what Warren does not own.
-pub fn admit(plan: &Plan, sys: &dyn Sys, store: &Store) -> Result<(), VerifyError> {
+pub fn admit(plan: &Plan, sys: &dyn Sys, store: &Store, drives_router: bool) -> Result<(), VerifyError> {
+    match (plan.platform, drives_router) {
+        (Platform::Routeros, true) => return routeros(plan).map_err(VerifyError::Refused),
+        (Platform::Routeros, false) => {
+            return Err(VerifyError::Refused(
+                "a RouterOS plan, but this agent has no [routeros] section in its configuration: \
+                 it does not drive a router"
+                    .into(),
+            ))
+        }
+        (Platform::Linux, true) => {
+            return Err(VerifyError::Refused(
+                "a Linux plan, but this agent drives a RouterOS router ([routeros] in its \
+                 configuration): it does not change its own host"
+                    .into(),
+            ))
+        }
+        (Platform::Linux, false) => {}
+    }
     content(plan).map_err(VerifyError::Refused)?;
     let owned = store
         .owned()
         .map_err(|e| VerifyError::Refused(format!("cannot tell what Warren owns: {e:#}")))?;
     foreign_interfaces(plan, sys, &owned.interfaces).map_err(VerifyError::Refused)
+}
+
+/// A RouterOS plan: its objects exist, each in one of Warren's menus, with
+/// a tag and values that cannot break out of a console quote or a REST
+/// path, and the router's certificate pinned by a SHA-256 fingerprint.
+pub fn routeros(plan: &Plan) -> Result<(), String> {
+    let Some(cfg) = &plan.routeros else {
+        return Err("a RouterOS plan without its RouterOS objects (`routeros` is missing)".into());
+    };
+    let fp = &cfg.access.fingerprint;
+    if fp.len() != 64
+        || !fp
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "the router's certificate fingerprint {fp:?} is not a SHA-256 in lowercase hex (64 of 0-9 a-f)"
+        ));
+    }
+    if cfg.access.user.is_empty() || cfg.access.user.chars().any(|c| c.is_control() || c == ':') {
+        return Err(format!(
+            "RouterOS user {:?} is not a valid user name",
+            cfg.access.user
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for e in &cfg.entries {
+        if !MENUS.contains(&e.menu.as_str()) {
+            return Err(format!(
+                "RouterOS menu {:?} is not one Warren writes ({})",
+                e.menu,
+                MENUS.join(", ")
+            ));
+        }
+        let bad_tag = e.tag.is_empty()
+            || e.tag.len() > 200
+            || e.tag.chars().any(|c| c.is_control() || c == '"' || c == '\\');
+        if bad_tag {
+            return Err(format!(
+                "RouterOS tag {:?} in {} must be 1-200 characters without quotes, backslashes or control characters",
+                e.tag, e.menu
+            ));
+        }
+        if !seen.insert((e.menu.as_str(), e.tag.as_str())) {
+            return Err(format!("RouterOS tag {:?} appears twice in {}", e.tag, e.menu));
+        }
+        for (k, v) in &e.props {
+            let bad_key = k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || matches!(k.as_str(), "comment" | "place-before" | "copy-from");
+            if bad_key {
+                return Err(format!(
+                    "{} {}: property {k:?} is not one a plan may set (a-z 0-9 -; not comment, place-before or copy-from)",
+                    e.menu, e.tag
+                ));
+            }
+            if v.chars().any(char::is_control) {
+                return Err(format!(
+                    "{} {}: the value of {k} contains a control character",
+                    e.menu, e.tag
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The checks on the plan alone.
@@ -241,6 +332,80 @@ mod tests {
 
     fn refused(p: &Plan) -> String {
         content(p).expect_err("the plan was admitted")
+    }
+
+    fn ros_plan() -> Plan {
+        use warren_plan::ros::{Place, RosAccess, RosConfig, RosEntry};
+        Plan {
+            platform: Platform::Routeros,
+            routeros: Some(RosConfig {
+                access: RosAccess {
+                    address: "192.168.88.1".parse().unwrap(),
+                    port: 443,
+                    user: "warren".into(),
+                    fingerprint: "0f".repeat(32),
+                },
+                entries: vec![RosEntry {
+                    menu: "ip/firewall/nat".into(),
+                    tag: "nat/minecraft-tcp".into(),
+                    props: [("chain".to_string(), "warren-dstnat".to_string())].into(),
+                    place: Place::InOrder,
+                }],
+            }),
+            ..Plan::empty("router")
+        }
+    }
+
+    #[test]
+    fn routeros_plans_only_for_an_agent_that_drives_a_router() {
+        let dir = crate::testing::scratch("admit-ros");
+        let store = Store::open(&dir).unwrap();
+        let sys = Recorder::default();
+        assert_eq!(admit(&ros_plan(), &sys, &store, true), Ok(()));
+        let e = admit(&ros_plan(), &sys, &store, false).unwrap_err().to_string();
+        assert!(e.contains("this agent has no [routeros] section"), "{e}");
+        let e = admit(&plan(), &sys, &store, true).unwrap_err().to_string();
+        assert!(
+            e.contains("a Linux plan, but this agent drives a RouterOS router"),
+            "{e}"
+        );
+        assert_eq!(admit(&plan(), &sys, &store, false), Ok(()));
+    }
+
+    #[test]
+    fn routeros_content_is_checked() {
+        let refused = |f: &dyn Fn(&mut warren_plan::ros::RosConfig)| {
+            let mut p = ros_plan();
+            f(p.routeros.as_mut().unwrap());
+            routeros(&p).unwrap_err()
+        };
+        let mut p = ros_plan();
+        p.routeros = None;
+        assert!(routeros(&p).unwrap_err().contains("`routeros` is missing"));
+        assert!(refused(&|c| c.entries[0].menu = "system/script".into()).contains("is not one Warren writes"));
+        assert!(refused(&|c| c.entries[0].menu = "user".into()).contains("is not one Warren writes"));
+        for tag in ["", "a\"b", "a\\b", "a\nb"] {
+            assert!(
+                refused(&|c| c.entries[0].tag = tag.into()).contains("without quotes"),
+                "{tag:?}"
+            );
+        }
+        assert!(refused(&|c| {
+            c.entries[0]
+                .props
+                .insert("to-addresses".into(), "1.2.3.4\n/system reset".into());
+        })
+        .contains("control character"));
+        assert!(refused(&|c| {
+            c.entries[0].props.insert("place-before".into(), "*1".into());
+        })
+        .contains("is not one a plan may set"));
+        assert!(refused(&|c| {
+            let e = c.entries[0].clone();
+            c.entries.push(e);
+        })
+        .contains("appears twice"));
+        assert!(refused(&|c| c.access.fingerprint = "AB".repeat(32)).contains("lowercase hex"));
     }
 
     #[test]

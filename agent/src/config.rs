@@ -31,6 +31,20 @@ pub struct Config {
     /// standalone agent driven by `apply`/`submit`).
     #[serde(default)]
     pub controller: Option<Link>,
+    /// This agent drives a MikroTik RouterOS router (its address, user and
+    /// certificate come with each plan): `host` is the router's name.
+    #[serde(default)]
+    pub routeros: Option<RouterOs>,
+}
+
+/// `[routeros]`: what the agent needs besides the plan to log in to the
+/// router's REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterOs {
+    /// A file holding the RouterOS user's password (one line; a trailing
+    /// newline is ignored). Read at every connection, never logged.
+    pub password_file: PathBuf,
 }
 
 /// Either the controller dials this agent (`listen`), or this agent dials
@@ -71,6 +85,15 @@ impl Config {
         c.trusted()?;
         c.check_durations()
             .with_context(|| format!("config {}", path.display()))?;
+        if let Some(r) = &c.routeros {
+            if !r.password_file.is_absolute() {
+                bail!(
+                    "config {}: [routeros] password_file = {:?} must be an absolute path",
+                    path.display(),
+                    r.password_file
+                );
+            }
+        }
         Ok(c)
     }
 
@@ -134,6 +157,26 @@ mod tests {
         ))
         .unwrap_err();
         assert!(format!("{e:#}").contains("weak (small-order)"), "{e:#}");
+    }
+
+    #[test]
+    fn a_routeros_section_names_an_absolute_password_file() {
+        let key = warren_wire::key_base64(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key());
+        let with = |section: &str| {
+            load(&format!(
+                "host = \"mikrotik\"\ntrusted_controller_keys = [\"{key}\"]\n{section}"
+            ))
+        };
+        let c = with("[routeros]\npassword_file = \"/etc/warren/routeros.pw\"\n").unwrap();
+        assert_eq!(
+            c.routeros.unwrap().password_file,
+            PathBuf::from("/etc/warren/routeros.pw")
+        );
+        assert!(with("").unwrap().routeros.is_none());
+        let e = with("[routeros]\npassword_file = \"pw\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("must be an absolute path"), "{e:#}");
+        let e = with("[routeros]\npassword = \"x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `password`"), "{e:#}");
     }
 
     #[test]

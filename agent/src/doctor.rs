@@ -54,6 +54,9 @@ pub struct Context<'a> {
 
 /// Every check, in a fixed order.
 pub fn run(sys: &dyn Sys, cx: &Context) -> Vec<Finding> {
+    if let Some(p) = cx.plan.filter(|p| p.platform == warren_plan::Platform::Routeros) {
+        return vec![routeros(p)];
+    }
     let mut v = vec![wireguard(sys, cx), netfilter(sys, cx)];
     v.extend(crate::backend::foreign::doctor_findings(sys, cx.plan));
     v.push(ip_forward(sys, cx));
@@ -113,6 +116,25 @@ fn finding(check: &str, severity: Severity, what: String, why: &str, fix: String
 
 fn ok(check: &str, what: String) -> Finding {
     finding(check, Severity::Ok, what, "", String::new())
+}
+
+/// A RouterOS plan runs on the router, not on this host: the Linux checks
+/// do not apply, and the router's own state is judged by every reconcile
+/// (drift names a missing row, a changed value, a jump below FastTrack).
+fn routeros(plan: &Plan) -> Finding {
+    let at = plan
+        .routeros
+        .as_ref()
+        .map(|r| format!(" at {}:{}", r.access.address, r.access.port))
+        .unwrap_or_default();
+    ok(
+        "routeros",
+        format!(
+            "the plan is for the RouterOS router {}{at}, driven over REST: this host's Linux checks are skipped; \
+             the router's rows (and its jumps above FastTrack) are checked by every drift check",
+            plan.host
+        ),
+    )
 }
 
 fn no_plan(check: &str) -> Finding {

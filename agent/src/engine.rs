@@ -15,7 +15,7 @@ use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use warren_host::unix_now;
 use warren_plan::diff::{IptOp, NftOp, OwnKey};
-use warren_plan::{Change, Context, Firewall, NftMemory, Op, Plan, SignedPlan, State, VerifyError};
+use warren_plan::{Change, Context, Firewall, NftMemory, Op, Plan, Platform, SignedPlan, State, VerifyError};
 use warren_wire::{Outcome, Report};
 
 pub struct Engine<S: Sys = Live> {
@@ -24,6 +24,12 @@ pub struct Engine<S: Sys = Live> {
     pub sys: S,
     backends: Backends,
     keys: WgKeys,
+    /// The confirm window of the plan being converged (seconds): how long
+    /// a RouterOS router waits before its own rollback fires.
+    window_secs: u32,
+    /// What the RouterOS backend noted during the last converge, for the
+    /// report.
+    ros_notes: Vec<String>,
 }
 
 /// Why an apply did not happen or did not finish.
@@ -85,19 +91,29 @@ impl<S: Sys> Engine<S> {
     pub fn with_sys(cfg: Config, sys: S) -> Result<Engine<S>> {
         let store = Store::open(&cfg.state_dir)?;
         let keys = WgKeys::in_state_dir(&cfg.state_dir);
-        let backends = Backends::new(cfg.wireguard, keys.clone());
+        let mut backends = Backends::new(cfg.wireguard, keys.clone());
+        if let Some(r) = &cfg.routeros {
+            backends.routeros = backend::routeros::RouterOs::live(r.password_file.clone());
+        }
         Ok(Engine {
             cfg,
             store,
             sys,
             backends,
             keys,
+            window_secs: 300,
+            ros_notes: Vec::new(),
         })
     }
 
     /// Writes to live state that succeeded so far.
     pub fn writes(&self) -> usize {
-        self.sys.writes()
+        self.sys.writes() + self.backends.routeros.writes()
+    }
+
+    /// Whether this agent drives a RouterOS router (`[routeros]`).
+    pub fn drives_router(&self) -> bool {
+        self.cfg.routeros.is_some()
     }
 
     pub fn verify(&self, sp: &SignedPlan, check_serial: bool) -> Result<(), VerifyError> {
@@ -108,7 +124,7 @@ impl<S: Sys> Engine<S> {
             None
         };
         warren_plan::verify(sp, &trusted, &self.cfg.host, last)?;
-        crate::admit::admit(&sp.plan, &self.sys, &self.store)
+        crate::admit::admit(&sp.plan, &self.sys, &self.store, self.drives_router())
     }
 
     pub fn observe(&self, plans: &[&Plan]) -> Result<State> {
@@ -122,8 +138,16 @@ impl<S: Sys> Engine<S> {
 
     /// The identity and WireGuard public keys, creating the identity and a
     /// key for each of `interfaces` if missing.
+    /// An agent that drives a router creates no WireGuard key: it lists the
+    /// router's own public keys, as last observed.
     pub fn public_keys(&self, interfaces: &[String]) -> Result<PublicKeys> {
         let identity = keys::ensure_identity(&self.cfg.state_dir)?;
+        if self.drives_router() {
+            return Ok(PublicKeys {
+                identity,
+                wireguard: self.store.routeros_keys()?,
+            });
+        }
         for i in interfaces {
             self.keys.ensure(i)?;
         }
@@ -136,6 +160,10 @@ impl<S: Sys> Engine<S> {
     /// This host's public key per planned interface, without creating any:
     /// a missing one is [`OwnKey::ToGenerate`].
     fn own_keys(&self, plan: &Plan) -> Result<BTreeMap<String, OwnKey>> {
+        if plan.platform == Platform::Routeros {
+            // The router generates its own keys.
+            return Ok(BTreeMap::new());
+        }
         plan.wireguard
             .iter()
             .map(|i| {
@@ -147,6 +175,9 @@ impl<S: Sys> Engine<S> {
 
     /// Like [`Engine::own_keys`], generating the missing keys.
     fn generate_keys(&self, plan: &Plan) -> Result<BTreeMap<String, OwnKey>> {
+        if plan.platform == Platform::Routeros {
+            return Ok(BTreeMap::new());
+        }
         plan.wireguard
             .iter()
             .map(|i| Ok((i.name.clone(), OwnKey::Public(self.keys.ensure(&i.name)?))))
@@ -165,6 +196,16 @@ impl<S: Sys> Engine<S> {
         mem: Option<&NftMemory>,
         own_keys: BTreeMap<String, OwnKey>,
     ) -> Result<Vec<Change>> {
+        Ok(self.changes_and_state(plan, mem, own_keys)?.0)
+    }
+
+    /// The changes, and the live state they were computed from.
+    fn changes_and_state(
+        &self,
+        plan: &Plan,
+        mem: Option<&NftMemory>,
+        own_keys: BTreeMap<String, OwnKey>,
+    ) -> Result<(Vec<Change>, State)> {
         // Observe what the running plan and a journaled apply may have set
         // too, so that converging away from them sees it.
         let mut plans = vec![plan];
@@ -177,13 +218,51 @@ impl<S: Sys> Engine<S> {
             plans.push(&j.plan.plan);
         }
         let live = self.observe(&plans)?;
+        if let Some(r) = &live.routeros {
+            self.remember_router_keys(r);
+        }
         let owned = self.store.owned()?;
         let cx = Context {
             own_keys,
             owned_interfaces: owned.interfaces,
             nft_memory: mem,
         };
-        Ok(warren_plan::diff(plan, &live, &cx))
+        Ok((warren_plan::diff(plan, &live, &cx), live))
+    }
+
+    /// Record the router's WireGuard public keys when they changed (the
+    /// transport sends them to the controller).
+    fn remember_router_keys(&self, live: &warren_plan::RosState) {
+        let keys = backend::routeros::router_keys(live);
+        match self.store.routeros_keys() {
+            Ok(old) if old == keys => {}
+            Ok(_) | Err(_) => {
+                tracing::info!(
+                    interfaces = keys.len(),
+                    "routeros: recording the router's WireGuard public keys"
+                );
+                if let Err(e) = self.store.set_routeros_keys(&keys) {
+                    tracing::error!("{e:#}");
+                }
+            }
+        }
+    }
+
+    /// Converge a RouterOS plan: the ops go to the router under its dead
+    /// man's switch (armed only when something changes).
+    fn converge_routeros(&mut self, plan: &Plan) -> Result<(Vec<Change>, Option<NftMemory>)> {
+        let (changes, live) = self.changes_and_state(plan, None, BTreeMap::new())?;
+        self.ros_notes.clear();
+        if changes.is_empty() {
+            return Ok((changes, None));
+        }
+        let live = live.routeros.unwrap_or_default();
+        let notes =
+            self.backends
+                .routeros
+                .converge(&changes, &live, plan.routeros.as_ref(), self.window_secs)?;
+        self.ros_notes = notes;
+        Ok((changes, None))
     }
 
     /// Apply whatever differs; return the changes made and the nft memory.
@@ -192,6 +271,9 @@ impl<S: Sys> Engine<S> {
         plan: &Plan,
         mem: Option<&NftMemory>,
     ) -> Result<(Vec<Change>, Option<NftMemory>)> {
+        if plan.platform == Platform::Routeros {
+            return self.converge_routeros(plan);
+        }
         let own_keys = self.generate_keys(plan)?;
         let changes = self.changes_with(plan, mem, own_keys)?;
         self.apply_changes(&changes)?;
@@ -319,6 +401,7 @@ impl<S: Sys> Engine<S> {
         confirmed: bool,
         note: &str,
     ) -> Result<Vec<Change>, ApplyError> {
+        self.window_secs = journal.plan.envelope.confirm_secs;
         let result = self
             .converge(&journal.plan.plan, mem)
             .and_then(|(changes, nft)| self.remember(journal.plan.clone(), nft, confirmed, changes, note));
@@ -355,6 +438,7 @@ impl<S: Sys> Engine<S> {
             self.store.set_applied(None)?;
             return Ok(c);
         };
+        self.window_secs = t.signed.envelope.confirm_secs;
         let (changes, nft) = self.converge(&t.signed.plan.clone(), t.nft.as_ref())?;
         let a = Applied {
             nft,
@@ -392,10 +476,14 @@ impl<S: Sys> Engine<S> {
         } else {
             Outcome::Applied
         };
+        let ros: String = std::mem::take(&mut self.ros_notes)
+            .iter()
+            .map(|n| format!("; {n}"))
+            .collect();
         self.report(
             Some(&a.signed),
             outcome,
-            &format!("{note}{} changes", changes.len()),
+            &format!("{note}{} changes{ros}", changes.len()),
             changes.clone(),
         );
         Ok(changes)
@@ -482,6 +570,7 @@ impl<S: Sys> Engine<S> {
             Ok(None) => return,
             Err(e) => return self.recover(&format!("{e:#}")),
         };
+        self.window_secs = a.signed.envelope.confirm_secs;
         match self.converge(&a.signed.plan.clone(), a.nft.as_ref()) {
             Ok((changes, nft)) => {
                 if nft != a.nft {
@@ -534,6 +623,7 @@ impl<S: Sys> Engine<S> {
         let Some(mut a) = self.running()? else {
             return Ok(vec![]);
         };
+        self.window_secs = a.signed.envelope.confirm_secs;
         let (changes, nft) = self.converge(&a.signed.plan.clone(), a.nft.as_ref())?;
         a.nft = nft;
         self.store.set_applied(Some(&a))?;
@@ -571,7 +661,17 @@ impl<S: Sys> Engine<S> {
 
     /// Remove everything Warren owns on this host and restore sysctls.
     pub fn teardown(&mut self) -> Result<Vec<Change>> {
-        let (changes, _) = self.converge(&Plan::empty(&self.cfg.host), None)?;
+        // A router agent tears down the router's rows (found through the
+        // running plan), never its own host.
+        let empty = if self.drives_router() {
+            Plan {
+                platform: Platform::Routeros,
+                ..Plan::empty(&self.cfg.host)
+            }
+        } else {
+            Plan::empty(&self.cfg.host)
+        };
+        let (changes, _) = self.converge(&empty, None)?;
         let mut owned = self.store.owned()?;
         for (k, v) in std::mem::take(&mut owned.sysctl_orig) {
             if let Err(e) = backend::sysctl::write(&mut self.sys, &k, &v) {
@@ -985,6 +1085,174 @@ mod tests {
         let r = last(&e);
         assert_eq!(r.outcome, Outcome::Failed);
         assert!(r.message.contains("applied.json is corrupt"), "{}", r.message);
+    }
+
+    fn router_engine(dir: &Scratch) -> (Engine<Recorder>, crate::backend::routeros::fake::Fake) {
+        let mut e = engine(dir);
+        e.cfg.routeros = Some(crate::config::RouterOs {
+            password_file: dir.join("pw"),
+        });
+        let fake = crate::backend::routeros::fake::Fake::default();
+        e.backends.routeros = crate::backend::routeros::RouterOs::with_connector(fake.connector());
+        (e, fake)
+    }
+
+    fn ros_plan(to: &str) -> Plan {
+        use warren_plan::ros::{Place, RosAccess, RosConfig, RosEntry};
+        let entry = |menu: &str, tag: &str, kv: &[(&str, &str)]| RosEntry {
+            menu: menu.into(),
+            tag: tag.into(),
+            props: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            place: Place::InOrder,
+        };
+        Plan {
+            platform: warren_plan::Platform::Routeros,
+            routeros: Some(RosConfig {
+                access: RosAccess {
+                    address: "192.168.88.1".parse().unwrap(),
+                    port: 443,
+                    user: "warren".into(),
+                    fingerprint: "0f".repeat(32),
+                },
+                entries: vec![
+                    entry(
+                        "interface/wireguard",
+                        "if/wg0",
+                        &[("name", "wg0"), ("listen-port", "51820")],
+                    ),
+                    entry(
+                        "ip/address",
+                        "addr/wg0",
+                        &[("address", "10.0.18.2/30"), ("interface", "wg0")],
+                    ),
+                    entry(
+                        "ip/firewall/nat",
+                        "nat/minecraft-tcp",
+                        &[
+                            ("chain", "warren-dstnat"),
+                            ("action", "dst-nat"),
+                            ("to-addresses", to),
+                        ],
+                    ),
+                ],
+            }),
+            // The interfaces are still listed for people: no local key for them.
+            ..plan()
+        }
+    }
+
+    #[test]
+    fn a_routeros_plan_goes_to_the_router_only_and_a_no_op_writes_nothing() {
+        let dir = scratch("engine-ros");
+        let (mut e, fake) = router_engine(&dir);
+        e.apply_signed(signed(ros_plan("192.168.16.20"), 2), false)
+            .unwrap();
+        assert_eq!(last(&e).outcome, Outcome::Applied);
+        assert!(
+            e.sys.log.is_empty(),
+            "the agent's own host was changed: {:?}",
+            e.sys.log
+        );
+        assert!(
+            !dir.join("wg").exists(),
+            "a local WireGuard key was made for the router's interface"
+        );
+        // Armed (2), three creations, disarmed (2).
+        assert_eq!(e.writes(), 7);
+        let menus = fake.router().menus.clone();
+        assert_eq!(
+            menus["ip/firewall/nat"][0].props["comment"],
+            "warren:nat/minecraft-tcp"
+        );
+        assert!(menus["system/scheduler"].is_empty());
+
+        // The router generated its key: recorded on the next observe.
+        fake.router().menus.get_mut("interface/wireguard").unwrap()[0]
+            .props
+            .insert("public-key".into(), "Uk9VVEVS".into());
+        let (_, drift) = e.drift().unwrap().unwrap();
+        assert_eq!(drift, vec![]);
+        assert_eq!(
+            e.store.routeros_keys().unwrap(),
+            BTreeMap::from([("wg0".to_string(), "Uk9VVEVS".to_string())])
+        );
+
+        // The same plan again: nothing written at all.
+        fake.router().log.clear();
+        e.apply_signed(signed(ros_plan("192.168.16.20"), 3), true)
+            .unwrap();
+        assert_eq!(last(&e).outcome, Outcome::Unchanged);
+        assert_eq!(e.writes(), 7);
+        assert!(
+            fake.router().log.iter().all(|l| l.starts_with("GET ")),
+            "{:?}",
+            fake.router().log
+        );
+
+        // Drift made "in WinBox" is named per entry.
+        fake.router().menus.get_mut("ip/firewall/nat").unwrap()[0]
+            .props
+            .insert("to-addresses".into(), "192.168.16.21".into());
+        let (_, drift) = e.drift().unwrap().unwrap();
+        assert_eq!(
+            drift.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["routeros ip/firewall/nat warren:nat/minecraft-tcp: expected to-addresses=192.168.16.20, found to-addresses=192.168.16.21"]
+        );
+
+        // A failing write: the router's rollback runs at once, and the
+        // agent converges back to the last confirmed plan.
+        fake.router().failing.push("PUT ip/route".into());
+        let mut p4 = ros_plan("192.168.16.30");
+        let cfg = p4.routeros.as_mut().unwrap();
+        let mut route = cfg.entries[1].clone();
+        route.menu = "ip/route".into();
+        route.tag = "route/warren-100/0.0.0.0/0".into();
+        cfg.entries.push(route);
+        let err = e.apply_signed(signed(p4, 4), false).unwrap_err();
+        assert!(matches!(err, ApplyError::Failed(_)), "{err}");
+        let r = last(&e);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(
+            r.message.contains("ran the router's rollback script"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("restored the last confirmed plan (serial 3) (1 changes)"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            fake.router().menus["ip/firewall/nat"][0].props["to-addresses"],
+            "192.168.16.20"
+        );
+
+        // A Linux plan is refused by an agent that drives a router.
+        let err = e.apply_signed(signed(plan(), 5), false).unwrap_err();
+        assert!(err.to_string().contains("drives a RouterOS router"), "{err}");
+    }
+
+    #[test]
+    fn a_router_agent_tears_down_the_routers_rows() {
+        let dir = scratch("engine-ros-teardown");
+        let (mut e, fake) = router_engine(&dir);
+        e.apply_signed(signed(ros_plan("192.168.16.20"), 2), true)
+            .unwrap();
+        fake.router()
+            .menus
+            .get_mut("ip/firewall/nat")
+            .unwrap()
+            .push(warren_plan::ros::RosRow {
+                id: "*9".into(),
+                props: [("chain".to_string(), "dstnat".to_string())].into(),
+            });
+        let c = e.teardown().unwrap();
+        assert_eq!(c.len(), 3, "{c:#?}");
+        let r = fake.router();
+        assert!(r.menus["interface/wireguard"].is_empty() && r.menus["ip/address"].is_empty());
+        assert_eq!(r.menus["ip/firewall/nat"].len(), 1, "the foreign row stays");
+        assert!(e.sys.log.is_empty());
     }
 
     #[test]

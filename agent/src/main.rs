@@ -26,6 +26,7 @@ mod daemon;
 mod doctor;
 mod engine;
 mod keys;
+mod routeros;
 mod store;
 mod sys;
 #[cfg(test)]
@@ -264,7 +265,22 @@ fn observe(e: &Engine, format: Format) -> Result<Exit> {
     let st = e.observe(&plans)?;
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&st)?),
-        Format::Text => out!("{}", st.render_text()),
+        Format::Text => {
+            out!("{}", st.render_text());
+            // A router's rows: Warren's, by tag, and how many others.
+            for (menu, rows) in st.routeros.iter().flat_map(|r| &r.menus) {
+                let mut foreign = 0;
+                for r in rows {
+                    match r.tag().filter(|_| !r.dynamic()) {
+                        Some(tag) => {
+                            outln!("routeros {menu} {}{tag} ({})", warren_plan::ros::TAG_PREFIX, r.id)
+                        }
+                        None => foreign += 1,
+                    }
+                }
+                outln!("routeros {menu}: {foreign} rows not Warren's");
+            }
+        }
     }
     Ok(Exit::Ok)
 }

@@ -122,6 +122,16 @@ impl Store {
         self.put("findings.json", &f)
     }
 
+    /// The public keys a RouterOS router generated for Warren's WireGuard
+    /// interfaces, by interface name, as last observed (sent to the
+    /// controller like this host's own keys).
+    pub fn routeros_keys(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self.get("routeros-keys.json")?.unwrap_or_default())
+    }
+    pub fn set_routeros_keys(&self, keys: &BTreeMap<String, String>) -> Result<()> {
+        self.put("routeros-keys.json", keys)
+    }
+
     pub fn applied(&self) -> Result<Option<Applied>> {
         self.get("applied.json")
     }

@@ -48,6 +48,7 @@ pub fn pretend_engine(dir: &Path, controller_seed: [u8; 32]) -> Engine<Recorder>
         drift_interval_secs: 30,
         doctor_interval_secs: 300,
         controller: None,
+        routeros: None,
     };
     let mut sys = Recorder::default();
     sys.reads

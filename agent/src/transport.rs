@@ -236,9 +236,15 @@ impl Session {
         Ok(())
     }
 
-    /// The WireGuard public keys, at session start and when they change.
+    /// The WireGuard public keys, at session start and when they change:
+    /// this host's own, and those a RouterOS router this agent drives
+    /// generated itself (the router's name is this agent's `host`).
     async fn send_keys(&mut self, conn: &Connection, first: bool) -> Result<()> {
-        let wg = self.wg_keys.all()?;
+        let mut wg = self.wg_keys.all()?;
+        match self.store.routeros_keys() {
+            Ok(router) => wg.extend(router),
+            Err(e) => tracing::warn!("cannot read the router's public keys: {e:#}"),
+        }
         if first || self.sent_keys.as_ref() != Some(&wg) {
             let identity = self.identity.clone();
             conn.send(Message::Keys {

@@ -20,7 +20,7 @@ use crate::keys::WgKeys;
 use crate::sys::Sys;
 use anyhow::{anyhow, Result};
 use std::collections::BTreeSet;
-use warren_plan::{Plan, State};
+use warren_plan::{Plan, Platform, State};
 
 /// What to observe: the resources of these plans and what Warren owns.
 #[derive(Debug)]
@@ -80,9 +80,15 @@ impl Backends {
         }
     }
 
-    /// The live state Warren owns within `scope`.
+    /// The live state Warren owns within `scope`. For a RouterOS plan only
+    /// the router is read: the agent drives the router, and the firewall
+    /// and interfaces of its own host are none of the plan's business.
     pub fn observe(&self, sys: &dyn Sys, scope: &Scope) -> Result<State> {
         let mut state = State::default();
+        if scope.plans.iter().any(|p| p.platform == Platform::Routeros) {
+            observe_with(&self.routeros, sys, scope, &mut state)?;
+            return Ok(state);
+        }
         observe_with(&self.wireguard, sys, scope, &mut state)?;
         observe_with(&self.sysctl, sys, scope, &mut state)?;
         observe_with(&self.routing, sys, scope, &mut state)?;

@@ -18,6 +18,7 @@ pub mod net;
 pub mod nft;
 pub mod plan;
 pub mod ros;
+pub mod ros_diff;
 pub mod ros_script;
 pub mod sign;
 pub mod state;

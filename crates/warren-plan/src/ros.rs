@@ -201,9 +201,7 @@ pub enum RosOp {
 /// replacement before the row it replaces), changes, moves, then removals in
 /// reverse dependency order. Equal inputs give no change at all.
 pub fn diff(want: Option<&RosConfig>, live: Option<&RosState>) -> Vec<crate::Change> {
-    // FOUNDATION STUB: implemented with the agent's RouterOS backend.
-    let _ = (want, live);
-    Vec::new()
+    crate::ros_diff::diff(want, live)
 }
 
 /// The plan as a RouterOS script a person could paste into a terminal: one
