@@ -75,7 +75,11 @@ pub fn make_cert(dir: &Path) -> String {
         .arg(dir.join("key.der"))
         .output()
         .unwrap();
-    assert!(key.status.success(), "openssl pkcs8: {}", String::from_utf8_lossy(&key.stderr));
+    assert!(
+        key.status.success(),
+        "openssl pkcs8: {}",
+        String::from_utf8_lossy(&key.stderr)
+    );
     use sha2::Digest;
     let d = sha2::Sha256::digest(&der.stdout);
     d.iter().map(|b| format!("{b:02x}")).collect()

@@ -188,17 +188,27 @@ fn a_plan_that_locks_the_agent_out_is_rolled_back_by_the_routers_scheduler() {
     for p in w.agents.clone() {
         let _ = std::process::Command::new("kill").arg(p.to_string()).status();
     }
-    let v = warren_tests::world::agent_cmd(&w.dir, "router", &["apply", &file.display().to_string()]);
+    let v = warren_tests::world::agent_cmd(
+        &w.dir,
+        "router",
+        &["apply", "--plan", &file.display().to_string()],
+    );
     let r: Vec<&str> = v.iter().map(String::as_str).collect();
     let out = w.lab.run(AGENT_HOST, &r);
+    let said = format!(
+        "agent: {}{}\nsimulator: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.lab.logs(sim.pid)
+    );
+    assert!(!out.status.success(), "the apply cannot verify: {said}");
     assert!(
-        !out.status.success(),
-        "the apply cannot verify: {}",
-        String::from_utf8_lossy(&out.stderr)
+        said.contains("cannot reach the router at 192.168.16.1:443"),
+        "cut off mid-apply, the agent cannot undo it itself: {said}"
     );
     assert!(
         sim.row("ip/firewall/filter", "warren:filter/lockout").is_some(),
-        "the lockout rule is live"
+        "the lockout rule is live: {said}"
     );
     let (code, _) = winbox(&w.lab, "GET", "system/identity", None);
     assert_eq!(code, 0, "the agent host is locked out of REST");
