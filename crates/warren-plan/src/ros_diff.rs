@@ -562,35 +562,7 @@ pub fn console_path(menu: &str) -> String {
     format!("/{}", menu.replace('/', " "))
 }
 
-/// A value as the RouterOS console takes it: bare when it is plain, else
-/// in double quotes with `\" \\ \$ \?` and control characters escaped.
-pub fn quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._/,+@*!%".contains(&b));
-    if plain {
-        return value.to_string();
-    }
-    let mut out = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '$' => out.push_str("\\$"),
-            '?' => out.push_str("\\?"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\{:02X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::ros_script::quote;
 
 /// `[find where comment="warren:<tag>"]`.
 fn find_tag(tag: &str) -> String {

@@ -110,18 +110,16 @@ fn ordered(e: &RosEntry) -> Vec<(&str, &str)> {
 /// A value as the console reads it: bare when that is unambiguous, quoted
 /// otherwise.
 pub fn quote(v: &str) -> String {
-    let special = |c: char| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(
-                c,
-                '=' | ';' | '\'' | '"' | '\\' | '$' | '[' | ']' | '{' | '}' | '(' | ')' | '?' | '#'
-            )
-    };
-    if v.is_empty() || v.chars().any(special) {
-        always_quoted(v)
-    } else {
+    // Bare only when every character is one the console reads as part of a
+    // word; anything else (space, `=`, `;`, quotes, `$`, brackets, `?`, `#`,
+    // control characters, non-ASCII) is quoted.
+    let plain = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/,+@*!%:".contains(&b));
+    if plain {
         v.to_string()
+    } else {
+        always_quoted(v)
     }
 }
 

@@ -1025,46 +1025,10 @@ fn is_cidr(s: &str) -> bool {
 }
 
 /// A RouterOS duration (`25s`, `1m`, `1m30s`, `1h`, `00:00:25`, `25`) in
-/// seconds.
+/// seconds, as the database parses it ([`crate::router::parse_duration`]),
+/// within `u32`.
 pub fn parse_duration(v: &str) -> Option<u32> {
-    if let Ok(n) = v.parse::<u32>() {
-        return Some(n);
-    }
-    if v.contains(':') {
-        let f: Vec<&str> = v.split(':').collect();
-        if f.len() != 3 {
-            return None;
-        }
-        let mut s = 0u32;
-        for x in f {
-            s = s.checked_mul(60)?.checked_add(x.parse::<u32>().ok()?)?;
-        }
-        return Some(s);
-    }
-    let mut total = 0u32;
-    let mut num = String::new();
-    for c in v.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'w' => 604_800,
-            'd' => 86_400,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        let n: u32 = num.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        num.clear();
-    }
-    if num.is_empty() {
-        Some(total)
-    } else {
-        None
-    }
+    crate::router::parse_duration(v).and_then(|n| u32::try_from(n).ok())
 }
 
 // ---------------------------------------------------------------- sync

@@ -470,7 +470,8 @@ fn durations() {
         ("1h", Some(3600)),
         ("x", None),
         ("5q", None),
-        ("5m3", None),
+        // As the database reads it: trailing digits are seconds.
+        ("5m3", Some(303)),
     ] {
         assert_eq!(parse_duration(s), n, "{s}");
     }
