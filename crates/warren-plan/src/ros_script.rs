@@ -115,7 +115,7 @@ pub fn quote(v: &str) -> String {
     // control characters, non-ASCII) is quoted.
     let plain = !v.is_empty()
         && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._/,+@*!%:".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/,+@*!%".contains(&b));
     if plain {
         v.to_string()
     } else {
