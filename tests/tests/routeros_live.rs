@@ -138,6 +138,54 @@ fn a_mikrotik_router_configured_only_through_rest_carries_the_seed() {
         drift.contains(minecraft["comment"].as_str().unwrap()),
         "drift names the entry: {drift}"
     );
+
+    // Someone moves Warren's forward jump below FastTrack: drift, naming it.
+    let filter = sim.rows("ip/firewall/filter");
+    let id_of = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        filter
+            .iter()
+            .find(|r| pred(r))
+            .map(|r| r[".id"].as_str().unwrap().to_string())
+    };
+    let jump = id_of(&|r| r["comment"] == "warren:jump/filter-forward").expect("the jump");
+    let fasttrack_at = filter
+        .iter()
+        .position(|r| r["action"] == "fasttrack-connection")
+        .unwrap();
+    let below = filter[fasttrack_at + 1][".id"].as_str().unwrap().to_string();
+    let body = format!(r#"{{"numbers":"{jump}","destination":"{below}"}}"#);
+    let (code, out) = winbox(&w.lab, "POST", "ip/firewall/filter/move", Some(&body));
+    assert_eq!(code, 200, "{out}");
+    Lab::wait_for("the misplaced jump in status", Duration::from_secs(15), || {
+        w.status()["hosts"]["router"]["drift"]
+            .to_string()
+            .contains("warren:jump/filter-forward")
+    });
+
+    // With `drift: heal` the agent puts both back, through REST.
+    let c = w.push(
+        |y| {
+            y.replace(
+                "    platform: routeros\n",
+                "    platform: routeros\n    drift: heal\n",
+            )
+        },
+        "heal the router",
+    );
+    w.wait_in_sync(&c, Duration::from_secs(30));
+    Lab::wait_for("the router healed", Duration::from_secs(20), || {
+        let nat = sim.row("ip/firewall/nat", minecraft["comment"].as_str().unwrap());
+        let filter = sim.rows("ip/firewall/filter");
+        let jump = filter
+            .iter()
+            .position(|r| r["comment"] == "warren:jump/filter-forward");
+        let fast = filter.iter().position(|r| r["action"] == "fasttrack-connection");
+        nat.is_some_and(|r| r["to-addresses"] == "192.168.16.20")
+            && matches!((jump, fast), (Some(j), Some(f)) if j < f)
+    });
+    w.lab
+        .connect("phone", "203.0.113.10", 25565, Duration::from_secs(5))
+        .expect("the healed forward works");
 }
 
 /// A plan that cuts the agent off from the router's REST API is undone by
