@@ -149,9 +149,15 @@ impl Refusal {
 
 /// A request that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(dead_code)] // PullRequest: until `check` parses them (issue 16)
 pub enum Event {
     /// A push: fetch `git_ref` (for example `refs/heads/main`).
     Push { delivery: String, git_ref: String },
+    /// A pull request was opened, updated, merged or closed.
+    PullRequest {
+        delivery: String,
+        pr: crate::forge::PrEvent,
+    },
     /// Another event (a ping, say): acknowledged, nothing to do.
     Ignored { delivery: String, event: String },
 }
@@ -330,6 +336,11 @@ impl Webhook {
                 empty(StatusCode::NO_CONTENT)
             }
             Ok(Event::Push { delivery, git_ref }) => self.fetch(peer, &delivery, git_ref),
+            Ok(Event::PullRequest { delivery, pr }) => {
+                // FOUNDATION (issue 16): the serve loop takes these over.
+                tracing::info!(%peer, delivery, number = pr.number, "webhook: pull request event");
+                empty(StatusCode::NO_CONTENT)
+            }
         }
     }
 

@@ -1,0 +1,1 @@
+//! FOUNDATION STUB (issue 16).
