@@ -23,6 +23,16 @@ pub struct Access {
     pub host_key: Option<String>,
 }
 
+/// `warren.yaml` after merging a pull request's head onto its base.
+#[allow(dead_code)] // until the forge worker uses it (issue 16)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The merged file (the head's own on a conflict); `None` if absent.
+    pub text: Option<String>,
+    /// The file conflicts: the text is the head's, not a merge.
+    pub conflict: bool,
+}
+
 /// What the watched branch points at, with its `warren.yaml`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -130,6 +140,67 @@ impl Repo {
             None => Ok(git2::CertificateCheckStatus::CertificatePassthrough),
         });
         Ok(cb)
+    }
+
+    #[allow(dead_code)] // until the forge worker uses it (issue 16)
+    /// Fetch pull request `number`'s head (`refs/pull/<n>/head`, which
+    /// GitHub, Gitea and Forgejo all keep) and the watched branch into the
+    /// mirror; the head commit and the branch's tip.
+    pub fn fetch_pr(&self, number: u64) -> Result<(String, String)> {
+        let head = format!("+refs/pull/{number}/head:refs/warren/pull/{number}");
+        let base = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
+        let mut remote = self.mirror.remote_anonymous(&self.source)?;
+        let mut fo = git2::FetchOptions::new();
+        fo.remote_callbacks(self.callbacks()?);
+        remote
+            .fetch(&[&head, &base], Some(&mut fo), None)
+            .with_context(|| format!("cannot fetch pull request #{number} from {}", self.source))?;
+        let id = |r: &str| -> Result<String> {
+            Ok(self
+                .mirror
+                .find_reference(r)
+                .with_context(|| format!("{r} not found after fetching"))?
+                .peel_to_commit()?
+                .id()
+                .to_string())
+        };
+        Ok((
+            id(&format!("refs/warren/pull/{number}"))?,
+            id(&format!("refs/heads/{}", self.branch))?,
+        ))
+    }
+
+    #[allow(dead_code)] // until the forge worker uses it (issue 16)
+    /// `warren.yaml` as merging `head` onto `base` would leave it, computed
+    /// in memory (nothing is written to any branch). `None` text: the merge
+    /// has no `warren.yaml`; `conflict`: the file does not merge cleanly, and
+    /// the text is the head's own.
+    pub fn merged_text(&self, base: &str, head: &str) -> Result<Merged> {
+        let base_c = self.mirror.find_commit(git2::Oid::from_str(base)?)?;
+        let head_c = self.mirror.find_commit(git2::Oid::from_str(head)?)?;
+        let index = self
+            .mirror
+            .merge_commits(&base_c, &head_c, None)
+            .context("merging the pull request onto its base in memory")?;
+        if index.has_conflicts() {
+            return Ok(Merged {
+                text: self.snapshot(head_c)?.text,
+                conflict: true,
+            });
+        }
+        let text = match index.get_path(Path::new(crate::source::FILE), 0) {
+            Some(entry) => {
+                let blob = self.mirror.find_blob(entry.id)?;
+                let bytes = blob.content();
+                let cut = bytes.len().min(warren_model::load::MAX_BYTES + 1);
+                Some(String::from_utf8_lossy(&bytes[..cut]).into_owned())
+            }
+            None => None,
+        };
+        Ok(Merged {
+            text,
+            conflict: false,
+        })
     }
 
     /// The snapshot at a commit already in the mirror.
@@ -304,6 +375,60 @@ mod tests {
             .unwrap()
             .success();
         assert!(ok, "git {args:?}");
+    }
+
+    /// A pull request's head is fetched from `refs/pull/<n>/head` and
+    /// merged onto the branch in memory: both sides' edits to different
+    /// lines survive, a conflicting edit is reported as such (with the
+    /// head's text), and the branch itself is untouched.
+    #[test]
+    fn a_pull_request_is_fetched_and_merged_in_memory() {
+        let d = std::env::temp_dir().join(format!("warren-pr-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let src = d.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "main"]);
+        std::fs::write(src.join("warren.yaml"), "a: 1\nb: 2\nc: 3\nd: 4\ne: 5\n").unwrap();
+        git(&src, &["add", "."]);
+        git(&src, &["commit", "-qm", "base"]);
+        git(&src, &["checkout", "-qb", "feature"]);
+        std::fs::write(src.join("warren.yaml"), "a: 1\nb: 2\nc: 3\nd: 4\ne: 50\n").unwrap();
+        git(&src, &["commit", "-qam", "head"]);
+        git(&src, &["update-ref", "refs/pull/7/head", "feature"]);
+        git(&src, &["checkout", "-q", "main"]);
+        std::fs::write(src.join("warren.yaml"), "a: 10\nb: 2\nc: 3\nd: 4\ne: 5\n").unwrap();
+        git(&src, &["commit", "-qam", "main moved"]);
+        let repo = Repo::open(
+            &d.join("mirror"),
+            src.to_str().unwrap(),
+            "main",
+            Access::default(),
+        )
+        .unwrap();
+        let (head, base) = repo.fetch_pr(7).unwrap();
+        let m = repo.merged_text(&base, &head).unwrap();
+        assert_eq!(
+            m,
+            Merged {
+                text: Some("a: 10\nb: 2\nc: 3\nd: 4\ne: 50\n".into()),
+                conflict: false
+            }
+        );
+        // The same line changed on both sides: a conflict, shown as the head's.
+        git(&src, &["checkout", "-q", "feature"]);
+        std::fs::write(src.join("warren.yaml"), "a: 11\nb: 2\nc: 3\nd: 4\ne: 50\n").unwrap();
+        git(&src, &["commit", "-qam", "conflict"]);
+        git(&src, &["update-ref", "refs/pull/7/head", "feature"]);
+        let (head, base) = repo.fetch_pr(7).unwrap();
+        let m = repo.merged_text(&base, &head).unwrap();
+        assert!(m.conflict);
+        assert_eq!(m.text.as_deref(), Some("a: 11\nb: 2\nc: 3\nd: 4\ne: 50\n"));
+        assert_eq!(
+            repo.at(&base).unwrap().text.as_deref(),
+            Some("a: 10\nb: 2\nc: 3\nd: 4\ne: 5\n")
+        );
+        assert!(repo.fetch_pr(8).is_err(), "no such pull request");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     /// A source repository whose every open blocks (its alternates file is
