@@ -421,6 +421,9 @@ impl Webhook {
 }
 
 #[cfg(test)]
+mod conformance;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::super::test_support::{github, raw, request, sign, start, PUSH, SECRET};
