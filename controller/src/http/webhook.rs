@@ -211,7 +211,9 @@ pub fn check(
             let git_ref = pushed_ref(body)?;
             Ok(Event::Push { delivery, git_ref })
         }
-        "pull_request" => match parse_pull_request(forge, body) {
+        // Gitea names the sync kind `pull_request_sync` in its event-type
+        // header; taken here too in case a version sends it as the event.
+        "pull_request" | "pull_request_sync" => match parse_pull_request(forge, body) {
             Ok(Some(pr)) => Ok(Event::PullRequest { delivery, pr }),
             Ok(None) => Ok(Event::Ignored {
                 delivery,
@@ -1096,6 +1098,13 @@ mod tests {
         assert!(matches!(
             verdict(&h, body.as_bytes(), &mut m),
             Ok(Event::PullRequest { .. })
+        ));
+        // The sync kind as the event name is read as a pull request too.
+        let sync = fixtures::gitea("synchronized", false).to_string();
+        let h = gitea_headers("pull_request_sync", "sync-1", sync.as_bytes(), false);
+        assert!(matches!(
+            verdict(&h, sync.as_bytes(), &mut m),
+            Ok(Event::PullRequest { pr, .. }) if pr.action == A::Synchronized
         ));
         // A Gitea pull request comment arrives as issue_comment: ignored.
         let h = gitea_headers("issue_comment", "ic-1", body.as_bytes(), false);
