@@ -1,5 +1,6 @@
-//! `POST /webhook`: signed push events from GitHub, Gitea or Forgejo that make
-//! the repo watcher fetch at once.
+//! `POST /webhook`: signed push and pull request events from GitHub, Gitea or
+//! Forgejo. A push makes the repo watcher fetch at once; a pull request event
+//! is parsed into a [`crate::forge::PrEvent`] for the serve loop.
 //!
 //! [`check`] is the whole verdict on a received request, as a pure function of
 //! its headers, its body, the replay memory and the secret: no I/O, no clock,
@@ -9,13 +10,25 @@
 //! module; this one must not learn about other paths.
 //!
 //! The checks run in this order: size, signature, delivery id (replay), event
-//! type, JSON. A delivery id is remembered only once its signature verified,
+//! type, JSON. Which forge sent the request is told first, from the headers
+//! alone ([`crate::forge::events::forge_of`]: `X-Forgejo-Event` or
+//! `X-Gitea-Event` means Gitea, which also sends GitHub's headers). It picks
+//! the order in which the headers are read: for Gitea and Forgejo their own
+//! `X-Forgejo-*`/`X-Gitea-*` headers first (the signature as bare hex), then
+//! GitHub's; for GitHub, `X-Hub-Signature-256` (`sha256=<hex>`) first. The
+//! first signature header present decides; a malformed one is not rescued by
+//! another. Events: `push` gives its `ref`; `pull_request` gives a
+//! [`crate::forge::PrEvent`], or is ignored for an action Warren does not act
+//! on, or is refused (400, with the reason) when malformed; any other event is
+//! acknowledged and ignored. A delivery id is remembered only once its signature verified,
 //! so unsigned requests cannot fill the replay memory. Note that forges do not
 //! sign the delivery header, only the body: replay protection stops a naive
 //! resend, not an attacker who rewrites the header. The worst a replayed push
 //! can do is make the controller fetch once more, which is idempotent.
 
 use super::{empty, refuse, text};
+use crate::forge::events::{forge_of, parse_pull_request};
+use crate::forge::ForgeKind;
 use anyhow::{bail, Result};
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -149,7 +162,6 @@ impl Refusal {
 
 /// A request that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // PullRequest: until `check` parses them (issue 16)
 pub enum Event {
     /// A push: fetch `git_ref` (for example `refs/heads/main`).
     Push { delivery: String, git_ref: String },
@@ -158,7 +170,8 @@ pub enum Event {
         delivery: String,
         pr: crate::forge::PrEvent,
     },
-    /// Another event (a ping, say): acknowledged, nothing to do.
+    /// Another event (a ping, say), or a pull request action Warren does not
+    /// act on (`edited`, `labeled`, …): acknowledged, nothing to do.
     Ignored { delivery: String, event: String },
 }
 
@@ -175,10 +188,11 @@ pub fn check(
     if body.len() > MAX_WEBHOOK_BODY {
         return Err(over_limit());
     }
+    let forge = forge_of(headers);
     // 2. Signature.
-    verify_signature(headers, body, config)?;
+    verify_signature(forge, headers, body, config)?;
     // 3. Delivery id: refuse replays.
-    let delivery = delivery_id(headers)?;
+    let delivery = delivery_id(forge, headers)?;
     if !replay.insert(delivery) {
         return Err(Refusal::new(
             StatusCode::CONFLICT,
@@ -186,20 +200,42 @@ pub fn check(
         ));
     }
     let delivery = delivery.to_string();
-    // 4. Event: only pushes trigger a fetch.
-    let event = match header(headers, &["x-github-event", "x-forgejo-event", "x-gitea-event"]) {
+    // 4. Event: pushes and pull requests; the rest is acknowledged.
+    let event = match header(headers, &by_forge(forge, "event")) {
         Some(Ok(e)) if !e.is_empty() => e,
         _ => return Err(Refusal::new(StatusCode::BAD_REQUEST, "missing event type")),
     };
-    if event != "push" {
-        return Ok(Event::Ignored {
+    // 5. The body of the events Warren reads.
+    match event {
+        "push" => {
+            let git_ref = pushed_ref(body)?;
+            Ok(Event::Push { delivery, git_ref })
+        }
+        // Gitea names the sync kind `pull_request_sync` in its event-type
+        // header; taken here too in case a version sends it as the event.
+        "pull_request" | "pull_request_sync" => match parse_pull_request(forge, body) {
+            Ok(Some(pr)) => Ok(Event::PullRequest { delivery, pr }),
+            Ok(None) => Ok(Event::Ignored {
+                delivery,
+                event: event.to_string(),
+            }),
+            Err(reason) => Err(Refusal::new(StatusCode::BAD_REQUEST, reason)),
+        },
+        _ => Ok(Event::Ignored {
             delivery,
             event: event.to_string(),
-        });
+        }),
     }
-    // 5. The push itself.
-    let git_ref = pushed_ref(body)?;
-    Ok(Event::Push { delivery, git_ref })
+}
+
+/// The names of one header (`event`, `delivery`) in the order they are read
+/// for `forge`: its own first. Signatures: [`verify_signature`].
+fn by_forge(forge: ForgeKind, what: &str) -> [String; 3] {
+    let prefixes = match forge {
+        ForgeKind::Gitea => ["x-forgejo", "x-gitea", "x-github"],
+        ForgeKind::Github => ["x-github", "x-forgejo", "x-gitea"],
+    };
+    prefixes.map(|p| format!("{p}-{what}"))
 }
 
 fn over_limit() -> Refusal {
@@ -210,22 +246,33 @@ fn over_limit() -> Refusal {
 }
 
 /// The first of `names` present in `headers`; `Err` if it is not text.
-fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<Result<&'a str, ()>> {
+fn header<'a, S: AsRef<str>>(headers: &'a HeaderMap, names: &[S]) -> Option<Result<&'a str, ()>> {
     names
         .iter()
-        .find_map(|n| headers.get(*n))
+        .find_map(|n| headers.get(n.as_ref()))
         .map(|v| v.to_str().map(str::trim).map_err(|_| ()))
 }
 
-/// GitHub's prefixed header first, then Forgejo's, then Gitea's.
-fn verify_signature(headers: &HeaderMap, body: &[u8], config: &WebhookConfig) -> Result<(), Refusal> {
-    let sig = match header(headers, &["x-hub-signature-256"]) {
+/// From GitHub: its prefixed header first, then Forgejo's, then Gitea's.
+/// From Gitea or Forgejo: Forgejo's, then Gitea's (bare hex), then GitHub's
+/// prefixed one. The first present decides.
+fn verify_signature(
+    forge: ForgeKind,
+    headers: &HeaderMap,
+    body: &[u8],
+    config: &WebhookConfig,
+) -> Result<(), Refusal> {
+    let github = || match header(headers, &["x-hub-signature-256"]) {
         Some(Ok(v)) => match v.strip_prefix("sha256=") {
             Some(hex) => Some(Ok(hex)),
             None => Some(Err(())),
         },
-        Some(Err(())) => Some(Err(())),
-        None => header(headers, &["x-forgejo-signature", "x-gitea-signature"]),
+        other => other,
+    };
+    let bare = || header(headers, &["x-forgejo-signature", "x-gitea-signature"]);
+    let sig = match forge {
+        ForgeKind::Github => github().or_else(bare),
+        ForgeKind::Gitea => bare().or_else(github),
     };
     let unauthorized = |reason| Err(Refusal::new(StatusCode::UNAUTHORIZED, reason));
     match sig {
@@ -236,11 +283,8 @@ fn verify_signature(headers: &HeaderMap, body: &[u8], config: &WebhookConfig) ->
     }
 }
 
-fn delivery_id(headers: &HeaderMap) -> Result<&str, Refusal> {
-    match header(
-        headers,
-        &["x-github-delivery", "x-forgejo-delivery", "x-gitea-delivery"],
-    ) {
+fn delivery_id(forge: ForgeKind, headers: &HeaderMap) -> Result<&str, Refusal> {
+    match header(headers, &by_forge(forge, "delivery")) {
         Some(Ok(d)) if !d.is_empty() && d.len() <= MAX_DELIVERY_ID => Ok(d),
         Some(Ok(d)) if !d.is_empty() => Err(Refusal::new(StatusCode::BAD_REQUEST, "delivery id too long")),
         _ => Err(Refusal::new(StatusCode::BAD_REQUEST, "missing delivery id")),
@@ -332,13 +376,22 @@ impl Webhook {
         match verdict {
             Err(r) => refuse(r.status, peer, PATH, &r.reason),
             Ok(Event::Ignored { delivery, event }) => {
-                tracing::info!(%peer, delivery, event, "webhook: ignoring a non-push event");
+                tracing::info!(%peer, delivery, event, "webhook: ignoring an event Warren does not act on");
                 empty(StatusCode::NO_CONTENT)
             }
             Ok(Event::Push { delivery, git_ref }) => self.fetch(peer, &delivery, git_ref),
             Ok(Event::PullRequest { delivery, pr }) => {
                 // FOUNDATION (issue 16): the serve loop takes these over.
-                tracing::info!(%peer, delivery, number = pr.number, "webhook: pull request event");
+                tracing::info!(
+                    %peer,
+                    delivery,
+                    forge = pr.forge.as_str(),
+                    repo = pr.repo,
+                    number = pr.number,
+                    action = ?pr.action,
+                    head = pr.head_sha,
+                    "webhook: pull request event"
+                );
                 empty(StatusCode::NO_CONTENT)
             }
         }
@@ -368,6 +421,9 @@ impl Webhook {
         text(StatusCode::ACCEPTED, "fetch triggered\n")
     }
 }
+
+#[cfg(test)]
+mod conformance;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -813,7 +869,7 @@ mod tests {
             verdict(&signed("ping", "x", junk), junk, &mut m),
             refused(S::CONFLICT, "delivery x already seen (replay)")
         );
-        // Event before JSON: a non-push is never parsed.
+        // Event before JSON: an event Warren does not read is never parsed.
         assert!(matches!(
             verdict(&signed("issues", "y", junk), junk, &mut m),
             Ok(Event::Ignored { .. })
@@ -875,5 +931,325 @@ mod tests {
             "3",
         );
         assert!(verdict(&h, body, &mut m).is_ok());
+    }
+
+    // ---- pull request events ----
+
+    use crate::forge::events::fixtures::{self, HEAD, MERGED, TEST_MERGE};
+    use crate::forge::{ForgeKind, PrAction, PrEvent};
+
+    /// The headers Gitea sends with a delivery: its own, the Gogs copies and
+    /// GitHub's (event, delivery, both signature forms). Forgejo adds its own.
+    fn gitea_headers(event: &str, delivery: &str, body: &[u8], forgejo: bool) -> HeaderMap {
+        let hex = sign(body);
+        let prefixed = format!("sha256={hex}");
+        let mut pairs = vec![
+            ("X-Gitea-Event", event),
+            ("X-Gitea-Event-Type", event),
+            ("X-Gitea-Delivery", delivery),
+            ("X-Gitea-Signature", hex.as_str()),
+            ("X-Gogs-Event", event),
+            ("X-Gogs-Delivery", delivery),
+            ("X-Gogs-Signature", hex.as_str()),
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Event-Type", event),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", prefixed.as_str()),
+            ("X-Hub-Signature", "sha1=0000000000000000000000000000000000000000"),
+        ];
+        if forgejo {
+            pairs.extend([
+                ("X-Forgejo-Event", event),
+                ("X-Forgejo-Event-Type", event),
+                ("X-Forgejo-Delivery", delivery),
+                ("X-Forgejo-Signature", hex.as_str()),
+            ]);
+        }
+        headers(&pairs)
+    }
+
+    fn pr(forge: ForgeKind, action: PrAction) -> PrEvent {
+        let (number, head_ref, repo) = match forge {
+            ForgeKind::Github => (7, "wg-keys", "ana/home"),
+            ForgeKind::Gitea => (3, "nft", "bo/lan"),
+        };
+        PrEvent {
+            forge,
+            action,
+            number,
+            head_sha: HEAD.into(),
+            head_ref: head_ref.into(),
+            base_ref: "main".into(),
+            repo: repo.into(),
+        }
+    }
+
+    #[test]
+    fn github_pull_requests_become_events() {
+        use PrAction as A;
+        let mut m = ReplayMemory::new(REPLAY_MEMORY);
+        let merged = A::Merged {
+            merge_commit: MERGED.into(),
+        };
+        let cases = [
+            ("opened", false, A::Opened),
+            ("reopened", false, A::Opened),
+            ("ready_for_review", false, A::Opened),
+            ("synchronize", false, A::Synchronized),
+            ("closed", true, merged),
+            // Not merged, though GitHub filled merge_commit_sha (its test merge).
+            ("closed", false, A::Closed),
+        ];
+        for (i, (action, was_merged, want)) in cases.into_iter().enumerate() {
+            let body = fixtures::github(action, was_merged).to_string();
+            assert!(body.contains(TEST_MERGE) != was_merged);
+            let d = format!("gh-pr-{i}");
+            assert_eq!(
+                verdict(
+                    &signed("pull_request", &d, body.as_bytes()),
+                    body.as_bytes(),
+                    &mut m
+                ),
+                Ok(Event::PullRequest {
+                    delivery: d,
+                    pr: pr(ForgeKind::Github, want)
+                }),
+                "{action}"
+            );
+        }
+        for (i, action) in [
+            "edited",
+            "labeled",
+            "assigned",
+            "review_requested",
+            "converted_to_draft",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let body = fixtures::github(action, false).to_string();
+            let d = format!("gh-ign-{i}");
+            assert_eq!(
+                verdict(
+                    &signed("pull_request", &d, body.as_bytes()),
+                    body.as_bytes(),
+                    &mut m
+                ),
+                Ok(Event::Ignored {
+                    delivery: d,
+                    event: "pull_request".into()
+                }),
+                "{action}"
+            );
+        }
+    }
+
+    #[test]
+    fn gitea_and_forgejo_pull_requests_are_told_apart_from_github_headers() {
+        use PrAction as A;
+        let mut m = ReplayMemory::new(REPLAY_MEMORY);
+        let cases = [
+            ("opened", false, A::Opened),
+            ("reopened", false, A::Opened),
+            ("synchronized", false, A::Synchronized),
+            (
+                "closed",
+                true,
+                A::Merged {
+                    merge_commit: MERGED.into(),
+                },
+            ),
+            ("closed", false, A::Closed),
+        ];
+        for forgejo in [false, true] {
+            for (i, (action, was_merged, want)) in cases.clone().into_iter().enumerate() {
+                let body = fixtures::gitea(action, was_merged).to_string();
+                let d = format!("gt-{forgejo}-{i}");
+                // X-GitHub-Event is there too; the forge is still Gitea.
+                let h = gitea_headers("pull_request", &d, body.as_bytes(), forgejo);
+                assert_eq!(
+                    verdict(&h, body.as_bytes(), &mut m),
+                    Ok(Event::PullRequest {
+                        delivery: d,
+                        pr: pr(ForgeKind::Gitea, want)
+                    }),
+                    "{action} forgejo={forgejo}"
+                );
+            }
+            let body = fixtures::gitea("label_updated", false).to_string();
+            let d = format!("gt-{forgejo}-label");
+            let h = gitea_headers("pull_request", &d, body.as_bytes(), forgejo);
+            assert!(matches!(
+                verdict(&h, body.as_bytes(), &mut m),
+                Ok(Event::Ignored { event, .. }) if event == "pull_request"
+            ));
+        }
+        // Gitea's own delivery header wins over the GitHub copy.
+        let body = fixtures::gitea("opened", false).to_string();
+        let mut h = gitea_headers("pull_request", "gitea-id", body.as_bytes(), false);
+        h.insert("x-github-delivery", HeaderValue::from_static("github-id"));
+        assert!(matches!(
+            verdict(&h, body.as_bytes(), &mut m),
+            Ok(Event::PullRequest { delivery, .. }) if delivery == "gitea-id"
+        ));
+        // So does its event header.
+        let mut h = gitea_headers("pull_request", "ev-1", body.as_bytes(), false);
+        h.insert("x-github-event", HeaderValue::from_static("push"));
+        assert!(matches!(
+            verdict(&h, body.as_bytes(), &mut m),
+            Ok(Event::PullRequest { .. })
+        ));
+        // The sync kind as the event name is read as a pull request too.
+        let sync = fixtures::gitea("synchronized", false).to_string();
+        let h = gitea_headers("pull_request_sync", "sync-1", sync.as_bytes(), false);
+        assert!(matches!(
+            verdict(&h, sync.as_bytes(), &mut m),
+            Ok(Event::PullRequest { pr, .. }) if pr.action == A::Synchronized
+        ));
+        // A Gitea pull request comment arrives as issue_comment: ignored.
+        let h = gitea_headers("issue_comment", "ic-1", body.as_bytes(), false);
+        assert!(matches!(
+            verdict(&h, body.as_bytes(), &mut m),
+            Ok(Event::Ignored { event, .. }) if event == "issue_comment"
+        ));
+    }
+
+    #[test]
+    fn gitea_signature_headers_come_first_for_gitea_deliveries() {
+        let body = fixtures::gitea("opened", false).to_string();
+        let body = body.as_bytes();
+        let good = sign(body);
+        let bad = sign(b"other");
+        let mut m = ReplayMemory::new(REPLAY_MEMORY);
+        let with = |sigs: &[(&str, String)], d: &str| {
+            let mut h = headers(&[
+                ("X-Gitea-Event", "pull_request"),
+                ("X-GitHub-Event", "pull_request"),
+                ("X-Gitea-Delivery", d),
+            ]);
+            for (k, v) in sigs {
+                h.insert(
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        let wrong = refused(StatusCode::UNAUTHORIZED, "wrong signature");
+        // Bare hex in Gitea's header; GitHub's prefixed header alone also works.
+        assert!(verdict(&with(&[("X-Gitea-Signature", good.clone())], "1"), body, &mut m).is_ok());
+        assert!(verdict(&with(&[("X-Forgejo-Signature", good.clone())], "2"), body, &mut m).is_ok());
+        let h = with(&[("X-Hub-Signature-256", format!("sha256={good}"))], "3");
+        assert!(verdict(&h, body, &mut m).is_ok());
+        // Gitea's own header decides: a wrong one is not rescued by GitHub's.
+        let h = with(
+            &[
+                ("X-Gitea-Signature", bad.clone()),
+                ("X-Hub-Signature-256", format!("sha256={good}")),
+            ],
+            "4",
+        );
+        assert_eq!(verdict(&h, body, &mut m), wrong);
+        // And a good one is not spoiled by a stale GitHub copy.
+        let h = with(
+            &[
+                ("X-Gitea-Signature", good.clone()),
+                ("X-Hub-Signature-256", format!("sha256={bad}")),
+            ],
+            "5",
+        );
+        assert!(verdict(&h, body, &mut m).is_ok());
+        // Forgejo's before Gitea's.
+        let h = with(
+            &[
+                ("X-Forgejo-Signature", bad.clone()),
+                ("X-Gitea-Signature", good.clone()),
+            ],
+            "6",
+        );
+        assert_eq!(verdict(&h, body, &mut m), wrong);
+        // Gitea without a secret sends empty signature headers.
+        let h = with(
+            &[
+                ("X-Gitea-Signature", String::new()),
+                ("X-Hub-Signature-256", String::new()),
+            ],
+            "7",
+        );
+        assert_eq!(verdict(&h, body, &mut m), wrong);
+        // The prefix is GitHub's only.
+        let h = with(&[("X-Gitea-Signature", format!("sha256={good}"))], "8");
+        assert_eq!(verdict(&h, body, &mut m), wrong);
+    }
+
+    #[test]
+    fn malformed_pull_requests_are_400_with_the_reason() {
+        let mut m = ReplayMemory::new(REPLAY_MEMORY);
+        let mut no_head = fixtures::github("synchronize", false);
+        no_head["pull_request"].as_object_mut().unwrap().remove("head");
+        let mut merged_no_sha = fixtures::gitea("closed", true);
+        merged_no_sha["pull_request"]["merge_commit_sha"] = serde_json::Value::Null;
+        let cases = [
+            (
+                no_head.to_string(),
+                "pull_request event without pull_request.head.sha",
+            ),
+            (
+                merged_no_sha.to_string(),
+                "pull_request event without pull_request.merge_commit_sha",
+            ),
+            (r#"{"number":1}"#.to_string(), "pull_request event without action"),
+            ("[]".to_string(), "pull_request body is not a JSON object"),
+        ];
+        for (i, (body, reason)) in cases.iter().enumerate() {
+            let d = format!("bad-pr-{i}");
+            assert_eq!(
+                verdict(
+                    &signed("pull_request", &d, body.as_bytes()),
+                    body.as_bytes(),
+                    &mut m
+                ),
+                refused(StatusCode::BAD_REQUEST, reason),
+                "case {i}"
+            );
+        }
+        let e = verdict(&signed("pull_request", "nj", b"{"), b"{", &mut m).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.reason.starts_with("pull_request body is not JSON: "),
+            "{}",
+            e.reason
+        );
+        // A malformed body is refused only after the signature: unsigned is 401.
+        let h = headers(&[("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "u")]);
+        assert_eq!(
+            verdict(&h, b"{", &mut m),
+            refused(StatusCode::UNAUTHORIZED, "missing signature")
+        );
+    }
+
+    #[tokio::test]
+    async fn pull_requests_over_http() {
+        let mut f = start().await;
+        let body = fixtures::github("opened", false).to_string();
+        let r = github(f.addr, "pull_request", "h-1", body.as_bytes()).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert!(f.rx.try_recv().is_err(), "a pull request triggered a fetch");
+        let body = fixtures::gitea("synchronized", false).to_string();
+        let sig = sign(body.as_bytes());
+        let h = [
+            ("X-Gitea-Event", "pull_request"),
+            ("X-Gitea-Delivery", "h-2"),
+            ("X-Gitea-Signature", sig.as_str()),
+            ("X-GitHub-Event", "pull_request"),
+        ];
+        let r = request(f.addr, "POST", "/webhook", &h, body.as_bytes()).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let r = github(f.addr, "pull_request", "h-3", br#"{"action":"opened"}"#).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "pull_request event without number or pull_request.number\n")
+        );
+        assert!(f.rx.try_recv().is_err());
     }
 }
