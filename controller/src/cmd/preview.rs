@@ -77,15 +77,15 @@ pub fn run(args: Args) -> Outcome {
     let head = commit(&git, &args.head)?;
     let (merged, conflict) = merged_text(&git, &base, &head)?;
     if conflict {
-        eprint!(
-            "warning: {} does not merge cleanly onto {}; previewing the head alone\n",
+        eprintln!(
+            "warning: {} does not merge cleanly onto {}; previewing the head alone",
             args.head, args.base
         );
     }
     let before = match blob_text(&git, &base.tree()?.id(), &args.base) {
         Ok(text) => base_plans(&text, &args.base),
         Err(e) => {
-            eprint!("warning: {e:#}; every host is shown as new\n");
+            eprintln!("warning: {e:#}; every host is shown as new");
             BTreeMap::new()
         }
     };
@@ -95,8 +95,8 @@ pub fn run(args: Args) -> Outcome {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        eprint!(
-            "{}:{}:{}: {sev}[{}]: {}\n",
+        eprintln!(
+            "{}:{}:{}: {sev}[{}]: {}",
             f.file, f.line, f.col, f.code, f.message
         );
     }
@@ -261,13 +261,13 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String> {
 fn base_plans(text: &str, rev: &str) -> BTreeMap<String, Plan> {
     let (cfg, _) = warren_model::load_str(text, FILE);
     let Some(cfg) = cfg else {
-        eprint!("warning: the base {rev} is invalid; every host is shown as new\n");
+        eprintln!("warning: the base {rev} is invalid; every host is shown as new");
         return BTreeMap::new();
     };
     match compile(&cfg, &KeyBook::pinned(&cfg)) {
         Ok(p) => p,
         Err(e) => {
-            eprint!("warning: the base {rev} does not compile ({e}); every host is shown as new\n");
+            eprintln!("warning: the base {rev} does not compile ({e}); every host is shown as new");
             BTreeMap::new()
         }
     }

@@ -1513,7 +1513,7 @@ mod tests {
         assert!(!parse_marker(&whole).unwrap().truncated);
         assert_eq!(comment(&p, len), whole, "a body of exactly the budget is whole");
         let cut = comment(&p, len - 1);
-        assert!(cut.len() <= len - 1, "{} > {}", cut.len(), len - 1);
+        assert!(cut.len() < len, "{} >= {len}", cut.len());
         assert!(parse_marker(&cut).unwrap().truncated, "{cut}");
         assert!(cut.contains("**Truncated**"), "{cut}");
         assert!(cut.ends_with(&apply_footer(&p)), "the footer is kept");
