@@ -59,6 +59,8 @@ enum Cmd {
     Keygen(cmd::keygen::Args),
     /// Compile, sign and write one plan file per host (`HOST.plan.json`).
     Sign(cmd::sign::Args),
+    /// Print the pull request comment for merging --head onto --base, offline.
+    Preview(cmd::preview::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,5 +81,6 @@ fn run(cli: Cli) -> cmd::Outcome {
         Cmd::Sync(args) => cmd::sync::run(args),
         Cmd::Keygen(args) => cmd::keygen::run(args),
         Cmd::Sign(args) => cmd::sign::run(args),
+        Cmd::Preview(args) => cmd::preview::run(args),
     }
 }

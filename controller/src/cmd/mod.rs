@@ -10,6 +10,7 @@ pub mod client_config;
 pub mod desired;
 pub mod keygen;
 pub mod plan;
+pub mod preview;
 pub mod schema;
 pub mod serve;
 pub mod sign;
