@@ -208,8 +208,9 @@ fn commit<'r>(git: &'r git2::Repository, rev: &str) -> Result<git2::Commit<'r>, 
 
 /// The text of `warren.yaml` in the merge of `head` onto `base`, and whether
 /// the merge conflicted (then it is the head's own text). A head that
-/// already contains the base is its own merge result.
-fn merged_text(
+/// already contains the base is its own merge result. The serve loop's
+/// mirror uses it too ([`crate::serve::repo::Repo::merged_text`]).
+pub fn merged_text(
     git: &git2::Repository,
     base: &git2::Commit<'_>,
     head: &git2::Commit<'_>,

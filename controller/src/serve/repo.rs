@@ -27,8 +27,8 @@ pub struct Access {
 #[allow(dead_code)] // until the forge worker uses it (issue 16)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
-    /// The merged file (the head's own on a conflict); `None` if absent.
-    pub text: Option<String>,
+    /// The merged file (the head's own on a conflict).
+    pub text: String,
     /// The file conflicts: the text is the head's, not a merge.
     pub conflict: bool,
 }
@@ -172,35 +172,14 @@ impl Repo {
 
     #[allow(dead_code)] // until the forge worker uses it (issue 16)
     /// `warren.yaml` as merging `head` onto `base` would leave it, computed
-    /// in memory (nothing is written to any branch). `None` text: the merge
-    /// has no `warren.yaml`; `conflict`: the file does not merge cleanly, and
-    /// the text is the head's own.
+    /// in memory (nothing is written to any branch); `conflict`: it does not
+    /// merge cleanly, and the text is the head's own. No `warren.yaml` in
+    /// the result is an error.
     pub fn merged_text(&self, base: &str, head: &str) -> Result<Merged> {
         let base_c = self.mirror.find_commit(git2::Oid::from_str(base)?)?;
         let head_c = self.mirror.find_commit(git2::Oid::from_str(head)?)?;
-        let index = self
-            .mirror
-            .merge_commits(&base_c, &head_c, None)
-            .context("merging the pull request onto its base in memory")?;
-        if index.has_conflicts() {
-            return Ok(Merged {
-                text: self.snapshot(head_c)?.text,
-                conflict: true,
-            });
-        }
-        let text = match index.get_path(Path::new(crate::source::FILE), 0) {
-            Some(entry) => {
-                let blob = self.mirror.find_blob(entry.id)?;
-                let bytes = blob.content();
-                let cut = bytes.len().min(warren_model::load::MAX_BYTES + 1);
-                Some(String::from_utf8_lossy(&bytes[..cut]).into_owned())
-            }
-            None => None,
-        };
-        Ok(Merged {
-            text,
-            conflict: false,
-        })
+        let (text, conflict) = crate::cmd::preview::merged_text(&self.mirror, &base_c, &head_c)?;
+        Ok(Merged { text, conflict })
     }
 
     /// The snapshot at a commit already in the mirror.
@@ -410,7 +389,7 @@ mod tests {
         assert_eq!(
             m,
             Merged {
-                text: Some("a: 10\nb: 2\nc: 3\nd: 4\ne: 50\n".into()),
+                text: "a: 10\nb: 2\nc: 3\nd: 4\ne: 50\n".into(),
                 conflict: false
             }
         );
@@ -422,7 +401,7 @@ mod tests {
         let (head, base) = repo.fetch_pr(7).unwrap();
         let m = repo.merged_text(&base, &head).unwrap();
         assert!(m.conflict);
-        assert_eq!(m.text.as_deref(), Some("a: 11\nb: 2\nc: 3\nd: 4\ne: 50\n"));
+        assert_eq!(m.text, "a: 11\nb: 2\nc: 3\nd: 4\ne: 50\n");
         assert_eq!(
             repo.at(&base).unwrap().text.as_deref(),
             Some("a: 10\nb: 2\nc: 3\nd: 4\ne: 5\n")
