@@ -980,3 +980,461 @@ impl Forge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "http://127.0.0.1:9";
+
+    fn forge(d: Dialect) -> Forge {
+        let mut f = Forge::new(d, BASE);
+        f.add_user("bot", "bot-t").unwrap();
+        f.add_user("alice", "alice-t").unwrap();
+        f
+    }
+
+    fn req(d: Dialect, method: &str, path: &str, body: Value) -> Request {
+        let (path, q) = path.split_once('?').unwrap_or((path, ""));
+        Request {
+            method: method.into(),
+            path: format!("{}{path}", d.api_prefix()),
+            query: q
+                .split('&')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect(),
+            authorization: Some(format!("{} bot-t", d.auth_scheme())),
+            body: if body.is_null() {
+                vec![]
+            } else {
+                body.to_string().into_bytes()
+            },
+        }
+    }
+
+    fn json_of(r: &Response) -> Value {
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    const BOTH: [Dialect; 2] = [Dialect::Github, Dialect::Gitea];
+
+    #[test]
+    fn auth_is_checked_per_dialect() {
+        for d in BOTH {
+            let mut f = forge(d);
+            let ok = f.handle(&req(d, "GET", "/user", Value::Null));
+            assert_eq!(ok.status, 200);
+            assert_eq!(json_of(&ok)["login"], "bot");
+            assert_eq!(json_of(&ok)["id"], 1);
+            let other = match d {
+                Dialect::Github => "token",
+                Dialect::Gitea => "Bearer",
+            };
+            for auth in [Some(format!("{other} bot-t")), Some("Bearer nope".into()), None] {
+                let mut r = req(d, "GET", "/user", Value::Null);
+                r.authorization = auth.clone();
+                let resp = f.handle(&r);
+                assert_eq!(resp.status, 401, "{d} {auth:?}");
+                assert!(json_of(&resp)["message"].is_string());
+            }
+            // Gitea's API lives under /api/v1 only.
+            if d == Dialect::Gitea {
+                let mut r = req(d, "GET", "/user", Value::Null);
+                r.path = "/user".into();
+                assert_eq!(f.handle(&r).status, 404);
+            }
+            let log = f.snapshot().requests;
+            assert_eq!(log.len(), if d == Dialect::Gitea { 5 } else { 4 });
+            assert_eq!(log[0].auth_scheme.as_deref(), Some(d.auth_scheme()));
+        }
+    }
+
+    #[test]
+    fn comments_paginate_with_link_and_total_count() {
+        for d in BOTH {
+            let mut f = forge(d);
+            for i in 0..7 {
+                f.inject_comment("o/r", 2, "alice", &format!("c{i}")).unwrap();
+            }
+            let size_key = if d == Dialect::Github { "per_page" } else { "limit" };
+            let r = f.handle(&req(
+                d,
+                "GET",
+                &format!("/repos/o/r/issues/2/comments?{size_key}=3&page=2"),
+                Value::Null,
+            ));
+            assert_eq!(r.status, 200);
+            let items = json_of(&r);
+            let bodies: Vec<&str> = items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["body"].as_str().unwrap())
+                .collect();
+            assert_eq!(bodies, ["c3", "c4", "c5"]);
+            let link = header(&r, "link").unwrap();
+            let prefix = d.api_prefix();
+            assert!(
+                link.contains(&format!(
+                    "<{BASE}{prefix}/repos/o/r/issues/2/comments?{size_key}=3&page=3>; rel=\"next\""
+                )),
+                "{link}"
+            );
+            assert!(link.contains("rel=\"prev\""));
+            assert_eq!(
+                header(&r, "x-total-count"),
+                if d == Dialect::Gitea { Some("7") } else { None }
+            );
+            let last = f.handle(&req(
+                d,
+                "GET",
+                &format!("/repos/o/r/issues/2/comments?{size_key}=3&page=3"),
+                Value::Null,
+            ));
+            assert_eq!(json_of(&last).as_array().unwrap().len(), 1);
+            assert!(!header(&last, "link").unwrap_or("").contains("next"));
+            // Page sizes are capped (GitHub 100, Gitea 50).
+            for i in 0..120 {
+                f.inject_comment("o/r", 3, "alice", &format!("x{i}")).unwrap();
+            }
+            let big = f.handle(&req(
+                d,
+                "GET",
+                &format!("/repos/o/r/issues/3/comments?{size_key}=500"),
+                Value::Null,
+            ));
+            let want = if d == Dialect::Github { 100 } else { 50 };
+            assert_eq!(json_of(&big).as_array().unwrap().len(), want);
+        }
+    }
+
+    #[test]
+    fn create_edit_delete_and_the_edit_verbs() {
+        for d in BOTH {
+            let mut f = forge(d);
+            let c = f.handle(&req(
+                d,
+                "POST",
+                "/repos/o/r/issues/4/comments",
+                json!({"body": "hello"}),
+            ));
+            assert_eq!(c.status, 201);
+            let v = json_of(&c);
+            assert_eq!(v["user"]["id"], 1);
+            let id = v["id"].as_u64().unwrap();
+            let path = format!("/repos/o/r/issues/comments/{id}");
+            let e = f.handle(&req(d, "PATCH", &path, json!({"body": "edited"})));
+            assert_eq!(e.status, 200);
+            assert_eq!(json_of(&e)["body"], "edited");
+            // GitHub also takes POST on the comment URL; Gitea does not.
+            let p = f.handle(&req(d, "POST", &path, json!({"body": "posted"})));
+            assert_eq!(p.status, if d == Dialect::Github { 200 } else { 405 });
+            // Another repo's path does not reach it.
+            let wrong = f.handle(&req(
+                d,
+                "PATCH",
+                &format!("/repos/o/x/issues/comments/{id}"),
+                json!({"body": "z"}),
+            ));
+            assert_eq!(wrong.status, 404);
+            assert!(f.delete_comment(id));
+            assert!(!f.delete_comment(id));
+            assert_eq!(
+                f.handle(&req(d, "PATCH", &path, json!({"body": "gone"}))).status,
+                404
+            );
+            let s = f.snapshot();
+            assert!(s.comments.is_empty());
+            assert_eq!(s.deleted_comments, vec![id]);
+            assert_eq!(s.writes, if d == Dialect::Github { 3 } else { 2 });
+            // Bad JSON and a missing body.
+            let mut bad = req(d, "POST", "/repos/o/r/issues/4/comments", Value::Null);
+            bad.body = b"{".to_vec();
+            assert_eq!(f.handle(&bad).status, 400);
+            assert_eq!(
+                f.handle(&req(d, "POST", "/repos/o/r/issues/4/comments", json!({})))
+                    .status,
+                422
+            );
+        }
+    }
+
+    #[test]
+    fn github_refuses_a_body_over_65536_characters_with_its_error_shape() {
+        let d = Dialect::Github;
+        let mut f = forge(d);
+        let ok = "é".repeat(GITHUB_BODY_LIMIT);
+        assert_eq!(
+            f.handle(&req(
+                d,
+                "POST",
+                "/repos/o/r/issues/1/comments",
+                json!({"body": ok})
+            ))
+            .status,
+            201
+        );
+        let over = "x".repeat(GITHUB_BODY_LIMIT + 1);
+        let r = f.handle(&req(
+            d,
+            "POST",
+            "/repos/o/r/issues/1/comments",
+            json!({"body": over}),
+        ));
+        assert_eq!(r.status, 422);
+        let v = json_of(&r);
+        assert_eq!(v["message"], "Validation Failed");
+        assert_eq!(v["errors"][0]["resource"], "IssueComment");
+        assert_eq!(v["errors"][0]["code"], "unprocessable");
+        assert_eq!(v["errors"][0]["field"], "data");
+        assert_eq!(
+            v["errors"][0]["message"],
+            "Body is too long (maximum is 65536 characters)"
+        );
+        // Gitea has no limit unless set.
+        let d = Dialect::Gitea;
+        let mut g = forge(d);
+        let over = "x".repeat(GITHUB_BODY_LIMIT + 1);
+        assert_eq!(
+            g.handle(&req(
+                d,
+                "POST",
+                "/repos/o/r/issues/1/comments",
+                json!({"body": over})
+            ))
+            .status,
+            201
+        );
+        g.set_body_limit(Some(3));
+        let r = g.handle(&req(
+            d,
+            "POST",
+            "/repos/o/r/issues/1/comments",
+            json!({"body": "four"}),
+        ));
+        assert_eq!(r.status, 422);
+        assert!(json_of(&r)["url"].is_string());
+    }
+
+    #[test]
+    fn statuses_name_the_state_per_dialect_and_list_newest_first() {
+        for d in BOTH {
+            let mut f = forge(d);
+            let sha = "0123456789abcdef0123456789abcdef01234567";
+            let post = |f: &mut Forge, state: &str| {
+                f.handle(&req(
+                    d,
+                    "POST",
+                    &format!("/repos/o/r/statuses/{sha}"),
+                    json!({"state": state, "context": "warren/plan", "description": "d", "target_url": "https://x"}),
+                ))
+            };
+            let r = post(&mut f, "pending");
+            assert_eq!(r.status, 201);
+            let v = json_of(&r);
+            match d {
+                Dialect::Github => {
+                    assert_eq!(v["state"], "pending");
+                    assert!(v.get("status").is_none());
+                }
+                Dialect::Gitea => {
+                    assert_eq!(v["status"], "pending");
+                    assert!(v.get("state").is_none());
+                }
+            }
+            assert_eq!(post(&mut f, "success").status, 201);
+            assert_eq!(post(&mut f, "bogus").status, 422);
+            let list = f.handle(&req(
+                d,
+                "GET",
+                &format!("/repos/o/r/commits/{sha}/statuses"),
+                Value::Null,
+            ));
+            let key = if d == Dialect::Github { "state" } else { "status" };
+            let listed = json_of(&list);
+            let states: Vec<&str> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s[key].as_str().unwrap())
+                .collect();
+            assert_eq!(states, ["success", "pending"]);
+            let long = f.handle(&req(
+                d,
+                "POST",
+                &format!("/repos/o/r/statuses/{sha}"),
+                json!({"state": "success", "description": "x".repeat(141)}),
+            ));
+            assert_eq!(long.status, if d == Dialect::Github { 422 } else { 201 });
+            assert_eq!(
+                f.snapshot().statuses_on("o/r", sha).len(),
+                if d == Dialect::Github { 2 } else { 3 }
+            );
+        }
+    }
+
+    #[test]
+    fn github_caps_statuses_per_sha_and_context() {
+        let d = Dialect::Github;
+        let mut f = forge(d);
+        let path = "/repos/o/r/statuses/abcdef1";
+        for _ in 0..STATUS_LIMIT {
+            assert_eq!(
+                f.handle(&req(d, "POST", path, json!({"state": "pending", "context": "c"})))
+                    .status,
+                201
+            );
+        }
+        assert_eq!(
+            f.handle(&req(d, "POST", path, json!({"state": "pending", "context": "c"})))
+                .status,
+            422
+        );
+        assert_eq!(
+            f.handle(&req(
+                d,
+                "POST",
+                path,
+                json!({"state": "pending", "context": "other"})
+            ))
+            .status,
+            201
+        );
+    }
+
+    #[test]
+    fn commit_comments_exist_on_github_only() {
+        let sha = "abcdef1234567";
+        let d = Dialect::Github;
+        let mut f = forge(d);
+        let r = f.handle(&req(
+            d,
+            "POST",
+            &format!("/repos/o/r/commits/{sha}/comments"),
+            json!({"body": "hi"}),
+        ));
+        assert_eq!(r.status, 201);
+        assert_eq!(json_of(&r)["commit_id"], sha);
+        assert_eq!(f.snapshot().commit_comments.len(), 1);
+        let d = Dialect::Gitea;
+        let mut g = forge(d);
+        let r = g.handle(&req(
+            d,
+            "POST",
+            &format!("/repos/o/r/commits/{sha}/comments"),
+            json!({"body": "hi"}),
+        ));
+        assert_eq!(r.status, 404);
+    }
+
+    #[test]
+    fn failures_are_served_in_order_with_their_headers() {
+        let d = Dialect::Github;
+        let mut f = forge(d);
+        f.fail_next(Failure::new(429).retry_after(5), 1);
+        f.fail_next(Failure::new(403).ratelimit_reset(1234), 1);
+        f.fail_next(Failure::new(502).method("POST"), 1);
+        let a = f.handle(&req(d, "GET", "/user", Value::Null));
+        assert_eq!((a.status, header(&a, "retry-after")), (429, Some("5")));
+        let b = f.handle(&req(d, "GET", "/user", Value::Null));
+        assert_eq!(b.status, 403);
+        assert_eq!(header(&b, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&b, "x-ratelimit-reset"), Some("1234"));
+        // The POST-only failure waits for a POST.
+        assert_eq!(f.handle(&req(d, "GET", "/user", Value::Null)).status, 200);
+        let c = f.handle(&req(
+            d,
+            "POST",
+            "/repos/o/r/issues/1/comments",
+            json!({"body": "x"}),
+        ));
+        assert_eq!(c.status, 502);
+        assert_eq!(
+            f.handle(&req(
+                d,
+                "POST",
+                "/repos/o/r/issues/1/comments",
+                json!({"body": "x"})
+            ))
+            .status,
+            201
+        );
+        assert_eq!(f.snapshot().writes, 1);
+    }
+
+    #[test]
+    fn control_calls_drive_the_knobs() {
+        let d = Dialect::Gitea;
+        let mut f = forge(d);
+        let ctl = |f: &mut Forge, method: &str, what: &str, body: Value| {
+            f.handle(&Request {
+                method: method.into(),
+                path: format!("/_fake/{what}"),
+                body: if body.is_null() {
+                    vec![]
+                } else {
+                    body.to_string().into_bytes()
+                },
+                ..Request::default()
+            })
+        };
+        assert_eq!(
+            ctl(&mut f, "POST", "users", json!({"login": "carol", "token": "c-t"})).status,
+            201
+        );
+        let r = ctl(
+            &mut f,
+            "POST",
+            "comments",
+            json!({"repo": "o/r", "issue": 1, "login": "carol", "body": "hi"}),
+        );
+        assert_eq!(r.status, 201);
+        let id = json_of(&r)["id"].as_u64().unwrap();
+        assert_eq!(
+            ctl(
+                &mut f,
+                "POST",
+                "comments",
+                json!({"repo": "o/r", "issue": 1, "login": "nobody", "body": "x"})
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            ctl(
+                &mut f,
+                "POST",
+                "fail",
+                json!({"status": 429, "count": 2, "retry_after": 1})
+            )
+            .status,
+            200
+        );
+        assert_eq!(f.handle(&req(d, "GET", "/user", Value::Null)).status, 429);
+        assert_eq!(f.handle(&req(d, "GET", "/user", Value::Null)).status, 429);
+        assert_eq!(f.handle(&req(d, "GET", "/user", Value::Null)).status, 200);
+        assert_eq!(
+            ctl(&mut f, "POST", "delete-comment", json!({"id": id})).status,
+            200
+        );
+        assert_eq!(
+            ctl(&mut f, "POST", "delete-comment", json!({"id": id})).status,
+            404
+        );
+        let st = ctl(&mut f, "GET", "state", Value::Null);
+        let snap: Snapshot = serde_json::from_str(&st.body).unwrap();
+        assert_eq!(snap.users.len(), 3);
+        assert_eq!(snap.deleted_comments, vec![id]);
+        assert_eq!(snap.requests.len(), 3);
+        assert!(!st.body.contains("c-t"), "tokens never in the state");
+        assert_eq!(ctl(&mut f, "POST", "nope", Value::Null).status, 404);
+    }
+}
