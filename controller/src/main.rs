@@ -8,8 +8,6 @@
 //! mapping from failures to the exit codes above.
 
 mod cmd;
-// Until the serve loop posts to forges (issue 16 integration), parts are unused.
-#[allow(dead_code)]
 mod forge;
 mod http;
 mod keys;

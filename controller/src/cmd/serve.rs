@@ -42,6 +42,82 @@ pub struct Args {
     repo_host_key: Option<String>,
     #[arg(long, value_parser = names_only::<LogFormat>(), default_value = "text")]
     log_format: LogFormat,
+    /// Post plan previews, apply results and drift to pull requests and
+    /// commits on this forge (needs --forge-repo and --forge-token-file;
+    /// pull request events arrive on /webhook).
+    #[arg(long, value_parser = ["github", "gitea"])]
+    forge: Option<String>,
+    /// The forge's API URL: https://api.github.com (the default for github),
+    /// https://HOST/api/v3 for GitHub Enterprise, https://HOST/api/v1 for
+    /// Gitea and Forgejo.
+    #[arg(long)]
+    forge_url: Option<String>,
+    /// The repository on the forge, OWNER/NAME.
+    #[arg(long)]
+    forge_repo: Option<String>,
+    /// File holding the forge token (e.g. a systemd credential,
+    /// $CREDENTIALS_DIRECTORY/forge-token); it also serves https fetches of a
+    /// private repository. Never logged.
+    #[arg(long)]
+    forge_token_file: Option<PathBuf>,
+    /// Names this controller in its comments' markers, so two controllers
+    /// can comment on one repository.
+    #[arg(long, default_value = "warren")]
+    forge_instance: String,
+    /// The forge's web URL for links (derived from --forge-url by default).
+    #[arg(long)]
+    forge_web_url: Option<String>,
+}
+
+/// `--forge*` as the worker's options, or why they do not add up.
+fn forge_options(args: &Args) -> Result<Option<crate::serve::forge::ForgeOptions>, String> {
+    use crate::forge::ForgeKind;
+    let Some(kind) = args.forge.as_deref() else {
+        if args.forge_repo.is_some() || args.forge_token_file.is_some() || args.forge_url.is_some() {
+            return Err("--forge-url, --forge-repo and --forge-token-file need --forge github|gitea".into());
+        }
+        return Ok(None);
+    };
+    let kind = if kind == "gitea" {
+        ForgeKind::Gitea
+    } else {
+        ForgeKind::Github
+    };
+    let api_url = match (&args.forge_url, kind) {
+        (Some(u), _) => u.clone(),
+        (None, ForgeKind::Github) => "https://api.github.com".to_string(),
+        (None, ForgeKind::Gitea) => return Err("--forge gitea needs --forge-url https://HOST/api/v1".into()),
+    };
+    let repo = args
+        .forge_repo
+        .clone()
+        .ok_or("--forge needs --forge-repo OWNER/NAME")?;
+    let file = args
+        .forge_token_file
+        .as_ref()
+        .ok_or("--forge needs --forge-token-file FILE")?;
+    let token = std::fs::read_to_string(file)
+        .map_err(|e| format!("--forge-token-file {}: {e}", file.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(format!(
+            "--forge-token-file {}: the file is empty",
+            file.display()
+        ));
+    }
+    let web_url = args
+        .forge_web_url
+        .clone()
+        .unwrap_or_else(|| crate::serve::forge::web_url_of(kind, &api_url));
+    Ok(Some(crate::serve::forge::ForgeOptions {
+        kind,
+        api_url,
+        web_url,
+        repo,
+        token,
+        instance: args.forge_instance.clone(),
+    }))
 }
 
 /// The confirm window agents are given, in seconds. 0 (or a few seconds)
@@ -91,6 +167,10 @@ pub fn run(args: Args) -> Outcome {
     };
     let poll = poll_interval(args.poll_secs).map_err(usage)?;
     check_confirm_secs(args.confirm_secs).map_err(usage)?;
+    let forge = forge_options(&args).map_err(usage)?;
+    let https_token = forge
+        .as_ref()
+        .map(|f| crate::serve::repo::HttpsToken::for_forge(f.kind, &f.token));
     let opts = crate::serve::Options {
         source: args.repo,
         branch: args.branch,
@@ -104,7 +184,9 @@ pub fn run(args: Args) -> Outcome {
         access: crate::serve::repo::Access {
             ssh_key: args.repo_ssh_key,
             host_key: args.repo_host_key,
+            https_token,
         },
+        forge,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(crate::serve::serve(opts))?;

@@ -198,6 +198,7 @@ pub enum ForgeError {
     },
 }
 
+#[cfg(test)]
 impl ForgeError {
     /// The HTTP status, when the forge answered with an error.
     pub fn status(&self) -> Option<u16> {
@@ -366,6 +367,7 @@ impl ForgeClient {
             .into()
     }
 
+    #[cfg(test)]
     /// Replace the retry policy and the write budget.
     pub fn with_limits(mut self, limits: Limits) -> ForgeClient {
         self.agent = Self::agent(&limits);
@@ -374,21 +376,12 @@ impl ForgeClient {
         self
     }
 
+    #[cfg(test)]
     /// Replace the clock (tests: waits take no time).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ForgeClient {
         self.budget = Mutex::new(WriteBudget::new(&self.limits, clock.now()));
         self.clock = clock;
         self
-    }
-
-    /// Which dialect.
-    pub fn kind(&self) -> ForgeKind {
-        self.kind
-    }
-
-    /// `owner/name`.
-    pub fn repo(&self) -> &str {
-        &self.repo
     }
 
     /// The bot user (asked once, then remembered).

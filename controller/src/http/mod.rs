@@ -85,6 +85,12 @@ impl HttpState {
         self
     }
 
+    /// Pull request events go to the forge worker (after [`HttpState::with_webhook`]).
+    pub fn with_prs(mut self, prs: std::sync::mpsc::SyncSender<crate::serve::forge::ForgeMsg>) -> Self {
+        self.webhook = self.webhook.map(|w| w.with_prs(prs));
+        self
+    }
+
     /// What `/healthz` answers: 200 when true, 503 when false.
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);

@@ -342,6 +342,8 @@ pub struct Webhook {
     config: WebhookConfig,
     trigger: mpsc::Sender<String>,
     replay: Mutex<ReplayMemory>,
+    /// Where pull request events go (the forge worker), when a forge is set.
+    prs: Option<std::sync::mpsc::SyncSender<crate::serve::forge::ForgeMsg>>,
 }
 
 impl Webhook {
@@ -351,7 +353,14 @@ impl Webhook {
             config,
             trigger,
             replay: Mutex::new(ReplayMemory::new(REPLAY_MEMORY)),
+            prs: None,
         }
+    }
+
+    /// Send pull request events to the forge worker.
+    pub fn with_prs(mut self, prs: std::sync::mpsc::SyncSender<crate::serve::forge::ForgeMsg>) -> Self {
+        self.prs = Some(prs);
+        self
     }
 
     /// Answer one `POST /webhook`. Generic over the body so tests can call it
@@ -381,7 +390,6 @@ impl Webhook {
             }
             Ok(Event::Push { delivery, git_ref }) => self.fetch(peer, &delivery, git_ref),
             Ok(Event::PullRequest { delivery, pr }) => {
-                // FOUNDATION (issue 16): the serve loop takes these over.
                 tracing::info!(
                     %peer,
                     delivery,
@@ -392,7 +400,27 @@ impl Webhook {
                     head = pr.head_sha,
                     "webhook: pull request event"
                 );
-                empty(StatusCode::NO_CONTENT)
+                self.pull_request(pr)
+            }
+        }
+    }
+
+    /// Hand a verified pull request event to the forge worker. Without a
+    /// forge configured it is acknowledged and dropped; a full queue (the
+    /// worker is behind by 64 events) drops it too: the next event for that
+    /// PR plans its newest head anyway.
+    fn pull_request(&self, pr: crate::forge::PrEvent) -> Response<Full<Bytes>> {
+        let Some(tx) = &self.prs else {
+            return empty(StatusCode::NO_CONTENT);
+        };
+        match tx.try_send(crate::serve::forge::ForgeMsg::Pr(pr)) {
+            Ok(()) => text(StatusCode::ACCEPTED, "pull request queued\n"),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                tracing::warn!("webhook: forge queue full; dropping a pull request event");
+                text(StatusCode::ACCEPTED, "forge busy; dropped\n")
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "the forge worker has stopped\n")
             }
         }
     }

@@ -20,7 +20,8 @@
 
 use super::repo::{Access, Repo};
 use super::status::{HostSnapshot, StatusSnapshot};
-use crate::forge::render::{self, ApplyResult, DriftItem, Links, Phase, Preview};
+use crate::forge::client::{ForgeClient, ForgeError, StatusState};
+use crate::forge::render::{self, ApplyResult, DriftItem, Links, Phase};
 use crate::forge::{ForgeKind, PrAction, PrEvent};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,30 @@ pub trait Poster {
     /// A comment on a commit pushed without a PR; `Ok(false)` where the forge
     /// has none (Gitea).
     fn commit_comment(&mut self, sha: &str, body: &str) -> Result<bool>;
+}
+
+impl Poster for ForgeClient {
+    fn upsert_comment(&mut self, pr: u64, is_ours: &dyn Fn(&str) -> bool, body: &str) -> Result<()> {
+        let outcome = ForgeClient::upsert_comment(self, pr, is_ours, body)?;
+        tracing::info!(pr, ?outcome, "forge: comment");
+        Ok(())
+    }
+    fn status(&mut self, sha: &str, context: &str, state: State, description: &str) -> Result<()> {
+        let s = match state {
+            State::Pending => StatusState::Pending,
+            State::Success => StatusState::Success,
+            State::Failure => StatusState::Failure,
+        };
+        self.set_status(sha, context, s, description, None)?;
+        Ok(())
+    }
+    fn commit_comment(&mut self, sha: &str, body: &str) -> Result<bool> {
+        match ForgeClient::commit_comment(self, sha, body) {
+            Ok(_) => Ok(true),
+            Err(ForgeError::Unsupported(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// How the worker reaches the forge and the repository.
@@ -181,11 +206,7 @@ fn host_result(h: &HostSnapshot, commit: &str) -> ApplyResult {
                     reason: r.message.clone(),
                 }
             }
-            Outcome::Applied
-            | Outcome::Unchanged
-            | Outcome::Drift
-            | Outcome::Healed
-            | Outcome::InSync => {}
+            Outcome::Applied | Outcome::Unchanged | Outcome::Drift | Outcome::Healed | Outcome::InSync => {}
         }
     }
     let synced = h.applied_commit.as_deref() == Some(commit)
@@ -200,7 +221,10 @@ fn host_result(h: &HostSnapshot, commit: &str) -> ApplyResult {
 
 /// Each drifted host's drift, with what its last drift report says was
 /// expected and found.
-pub fn drift_items(snap: &StatusSnapshot, since: &BTreeMap<String, String>) -> BTreeMap<String, Vec<DriftItem>> {
+pub fn drift_items(
+    snap: &StatusSnapshot,
+    since: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<DriftItem>> {
     let mut out = BTreeMap::new();
     for (name, h) in &snap.hosts {
         if h.drift.is_empty() {
@@ -309,7 +333,11 @@ impl<P: Poster> Worker<P> {
     /// A pull request event.
     pub fn on_pr(&mut self, ev: &PrEvent, now: u64) -> Result<()> {
         if ev.base_ref != self.branch {
-            tracing::info!(pr = ev.number, base = ev.base_ref, "forge: not the deploy branch; no preview");
+            tracing::info!(
+                pr = ev.number,
+                base = ev.base_ref,
+                "forge: not the deploy branch; no preview"
+            );
             return Ok(());
         }
         match &ev.action {
@@ -337,16 +365,18 @@ impl<P: Poster> Worker<P> {
             .status(head_hint, PLAN_CONTEXT, State::Pending, "planning")?;
         let (head, base) = self.repo.fetch_pr(pr)?;
         if head != head_hint {
-            tracing::info!(pr, head, "forge: the PR moved on since the event; planning its newest head");
+            tracing::info!(
+                pr,
+                head,
+                "forge: the PR moved on since the event; planning its newest head"
+            );
         }
         let merged = self.repo.merged_text(&base, &head)?;
         let base_text = self.repo.at(&base)?.text.unwrap_or_default();
         let snap = StatusSnapshot::read(&self.state_dir).unwrap_or_default();
         let (before, _) = plans(&base_text, &snap);
         let (after, findings) = plans(&merged.text, &snap);
-        let invalid = findings
-            .iter()
-            .any(|f| f.severity == render::Severity::Error);
+        let invalid = findings.iter().any(|f| f.severity == render::Severity::Error);
         let mut p = crate::cmd::preview::assemble(crate::cmd::preview::Assembly {
             instance: self.opts.instance.clone(),
             pr,
@@ -370,7 +400,10 @@ impl<P: Poster> Worker<P> {
         let ours = self.is_ours(pr);
         self.poster.upsert_comment(pr, &ours, &body)?;
         let (state, desc) = if invalid {
-            (State::Failure, "warren.yaml is invalid at the merge result".to_string())
+            (
+                State::Failure,
+                "warren.yaml is invalid at the merge result".to_string(),
+            )
         } else {
             (State::Success, render::summary_line(&p))
         };
@@ -411,7 +444,12 @@ impl<P: Poster> Worker<P> {
             Ok(s) => s.text.unwrap_or_default(),
             Err(_) => self.repo.merged_text(&m.base_sha, &m.head)?.text,
         };
-        let base_text = self.repo.at(&m.base_sha).ok().and_then(|s| s.text).unwrap_or_default();
+        let base_text = self
+            .repo
+            .at(&m.base_sha)
+            .ok()
+            .and_then(|s| s.text)
+            .unwrap_or_default();
         let (before, _) = plans(&base_text, snap);
         let (after, findings) = plans(&after_text, snap);
         let mut p = crate::cmd::preview::assemble(crate::cmd::preview::Assembly {
@@ -471,7 +509,10 @@ impl<P: Poster> Worker<P> {
         for (pr, commit) in open {
             let (_, over) = apply_results(snap, &commit);
             let superseded = snap.good_commit.as_deref() != Some(commit.as_str())
-                && !snap.hosts.values().any(|h| h.plan_commit.as_deref() == Some(commit.as_str()));
+                && !snap
+                    .hosts
+                    .values()
+                    .any(|h| h.plan_commit.as_deref() == Some(commit.as_str()));
             let finished = match (over, superseded) {
                 (Some(ok), _) => Some(ok),
                 (None, true) => Some(false),
@@ -569,7 +610,10 @@ impl<P: Poster> Worker<P> {
             .map(|(n, _)| n)
             .collect();
         let (state, desc) = if drifted.is_empty() {
-            (State::Success, "no drift: every host matches its plan".to_string())
+            (
+                State::Success,
+                "no drift: every host matches its plan".to_string(),
+            )
         } else {
             let names: Vec<&str> = drifted.iter().map(|s| s.as_str()).collect();
             (
@@ -578,12 +622,12 @@ impl<P: Poster> Worker<P> {
             )
         };
         // No drift ever reported for this commit: nothing to say yet.
-        let first_and_clean = drifted.is_empty()
-            && !self
-                .memory
-                .drift_reported
-                .as_ref()
-                .is_some_and(|(c, _)| *c == good);
+        let reported_before = self
+            .memory
+            .drift_reported
+            .as_ref()
+            .is_some_and(|(c, _)| *c == good);
+        let first_and_clean = drifted.is_empty() && !reported_before;
         if !first_and_clean {
             self.poster.status(&good, DRIFT_CONTEXT, state, &desc)?;
             if let Some(pr) = self.memory.merges.get(&good).copied() {
@@ -690,7 +734,8 @@ mod tests {
     #[test]
     fn a_rollout_is_over_when_every_host_it_changes_applied_or_failed() {
         let mut snap = StatusSnapshot::default();
-        snap.hosts.insert("gateway".into(), host("c2", Some(("c1", 4)), 5));
+        snap.hosts
+            .insert("gateway".into(), host("c2", Some(("c1", 4)), 5));
         snap.hosts.insert("router".into(), host("c2", Some(("c2", 7)), 7));
         // A host the commit did not change is not part of its rollout.
         snap.hosts.insert("other".into(), host("c1", Some(("c1", 2)), 2));
@@ -733,7 +778,8 @@ mod tests {
         }];
         h.last_report = Some(r);
         snap.hosts.insert("router".into(), h);
-        snap.hosts.insert("gateway".into(), host("c1", Some(("c1", 3)), 3));
+        snap.hosts
+            .insert("gateway".into(), host("c1", Some(("c1", 3)), 3));
         let since = BTreeMap::from([("router".to_string(), "2026-11-26 01:00Z".to_string())]);
         let d = drift_items(&snap, &since);
         assert_eq!(d.len(), 1);
@@ -748,7 +794,11 @@ mod tests {
         );
         let fp = drift_fingerprint(&snap);
         snap.hosts.get_mut("router").unwrap().drift.clear();
-        assert_ne!(fp, drift_fingerprint(&snap), "a change of drift changes the fingerprint");
+        assert_ne!(
+            fp,
+            drift_fingerprint(&snap),
+            "a change of drift changes the fingerprint"
+        );
     }
 
     #[test]
@@ -756,7 +806,10 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00Z");
         assert_eq!(utc(1_795_656_720), "2026-11-26 01:32Z");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00Z");
-        assert_eq!(web_url_of(ForgeKind::Github, "https://api.github.com"), "https://github.com");
+        assert_eq!(
+            web_url_of(ForgeKind::Github, "https://api.github.com"),
+            "https://github.com"
+        );
         assert_eq!(
             web_url_of(ForgeKind::Github, "https://ghe.example/api/v3/"),
             "https://ghe.example"

@@ -9,6 +9,7 @@
 //! commit policy in `pipeline.rs`, host states in `status.rs`; none of them
 //! belong here.
 
+pub mod forge;
 pub mod pipeline;
 pub mod repo;
 pub mod rollout;
@@ -43,6 +44,8 @@ pub struct Options {
     pub confirm_secs: u32,
     pub fs_watch: bool,
     pub access: repo::Access,
+    /// Where to post previews, apply results and drift (`--forge`).
+    pub forge: Option<forge::ForgeOptions>,
 }
 
 /// Everything the main loop reacts to.
@@ -400,8 +403,36 @@ pub async fn serve(opts: Options) -> Result<()> {
         None => None,
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let prs = match &opts.forge {
+        Some(f) => {
+            let client = crate::forge::client::ForgeClient::new(f.kind, &f.api_url, &f.repo, &f.token)?;
+            tracing::info!(
+                forge = f.kind.as_str(),
+                api = f.api_url,
+                repo = f.repo,
+                "forge: posting previews, apply results and drift"
+            );
+            Some(forge::spawn(
+                f.clone(),
+                client,
+                &mirror,
+                &opts.source,
+                &opts.branch,
+                opts.access.clone(),
+                &opts.state_dir,
+            )?)
+        }
+        None => None,
+    };
     if let Some(addr) = opts.http {
-        start_http(addr, opts.webhook_secret.as_deref(), metrics.clone(), tx.clone()).await?;
+        start_http(
+            addr,
+            opts.webhook_secret.as_deref(),
+            metrics.clone(),
+            tx.clone(),
+            prs,
+        )
+        .await?;
     }
     let agents = transport::start(&opts, &key, tx.clone()).await?;
     spawn_ticker(tx.clone());
@@ -468,18 +499,22 @@ fn watch(path: &std::path::Path, tx: mpsc::Sender<Event>) -> Result<notify::Reco
     Ok(w)
 }
 
-/// `/healthz`, `/metrics`, and `/webhook` (a trigger per push) if a secret
-/// is set.
+/// `/healthz`, `/metrics`, and `/webhook` (a trigger per push, pull
+/// requests to the forge worker) if a secret is set.
 async fn start_http(
     addr: SocketAddr,
     webhook_secret: Option<&[u8]>,
     metrics: Arc<crate::metrics::Metrics>,
     tx: mpsc::Sender<Event>,
+    prs: Option<std::sync::mpsc::SyncSender<forge::ForgeMsg>>,
 ) -> Result<()> {
     let mut state = crate::http::HttpState::new(metrics);
     if let Some(secret) = webhook_secret {
         let (wtx, mut wrx) = mpsc::channel::<String>(16);
         state = state.with_webhook(crate::http::WebhookConfig::new(secret.to_vec())?, wtx);
+        if let Some(prs) = prs {
+            state = state.with_prs(prs);
+        }
         tokio::spawn(async move {
             while let Some(r) = wrx.recv().await {
                 tracing::info!(r#ref = %r, "webhook push");

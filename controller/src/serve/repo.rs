@@ -21,10 +21,51 @@ pub struct Access {
     pub ssh_key: Option<std::path::PathBuf>,
     /// The ssh server's host key, `ssh-ed25519 AAAA…` (as in known_hosts).
     pub host_key: Option<String>,
+    /// https remotes: the forge token (`--forge-token-file`) as credentials,
+    /// for private repositories, with the user name that forge expects.
+    pub https_token: Option<HttpsToken>,
+}
+
+/// A forge token used as https credentials.
+#[derive(Clone)]
+pub struct HttpsToken {
+    /// GitHub takes `x-access-token`; Gitea and Forgejo take the token as
+    /// the user name.
+    pub user: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for HttpsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsToken")
+            .field(
+                "user",
+                &if self.user == self.token {
+                    "<token>"
+                } else {
+                    self.user.as_str()
+                },
+            )
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl HttpsToken {
+    /// The credentials `kind`'s git server takes for a token.
+    pub fn for_forge(kind: crate::forge::ForgeKind, token: &str) -> HttpsToken {
+        let user = match kind {
+            crate::forge::ForgeKind::Github => "x-access-token".to_string(),
+            crate::forge::ForgeKind::Gitea => token.to_string(),
+        };
+        HttpsToken {
+            user,
+            token: token.to_string(),
+        }
+    }
 }
 
 /// `warren.yaml` after merging a pull request's head onto its base.
-#[allow(dead_code)] // until the forge worker uses it (issue 16)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
     /// The merged file (the head's own on a conflict).
@@ -85,7 +126,16 @@ impl Repo {
         use base64::Engine;
         use sha2::Digest;
         let mut cb = git2::RemoteCallbacks::new();
-        if let Some(key) = self.access.ssh_key.clone() {
+        if let Some(t) = self.access.https_token.clone() {
+            let mut tries = 0;
+            cb.credentials(move |url, _user, allowed| {
+                tries += 1;
+                if tries > 1 || !url.starts_with("https://") || !allowed.is_user_pass_plaintext() {
+                    return Err(git2::Error::from_str("the https server refused the forge token"));
+                }
+                git2::Cred::userpass_plaintext(&t.user, &t.token)
+            });
+        } else if let Some(key) = self.access.ssh_key.clone() {
             let mut tries = 0;
             cb.credentials(move |_url, user, _allowed| {
                 // libgit2 asks again after a refusal: answer once, then fail.
@@ -142,13 +192,14 @@ impl Repo {
         Ok(cb)
     }
 
-    #[allow(dead_code)] // until the forge worker uses it (issue 16)
     /// Fetch pull request `number`'s head (`refs/pull/<n>/head`, which
     /// GitHub, Gitea and Forgejo all keep) and the watched branch into the
     /// mirror; the head commit and the branch's tip.
     pub fn fetch_pr(&self, number: u64) -> Result<(String, String)> {
+        // Into refs of its own: the main loop's fetcher updates the branch
+        // in the same mirror, and two writers of one ref collide on its lock.
         let head = format!("+refs/pull/{number}/head:refs/warren/pull/{number}");
-        let base = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
+        let base = format!("+refs/heads/{0}:refs/warren/base/{0}", self.branch);
         let mut remote = self.mirror.remote_anonymous(&self.source)?;
         let mut fo = git2::FetchOptions::new();
         fo.remote_callbacks(self.callbacks()?);
@@ -166,11 +217,10 @@ impl Repo {
         };
         Ok((
             id(&format!("refs/warren/pull/{number}"))?,
-            id(&format!("refs/heads/{}", self.branch))?,
+            id(&format!("refs/warren/base/{}", self.branch))?,
         ))
     }
 
-    #[allow(dead_code)] // until the forge worker uses it (issue 16)
     /// `warren.yaml` as merging `head` onto `base` would leave it, computed
     /// in memory (nothing is written to any branch); `conflict`: it does not
     /// merge cleanly, and the text is the head's own. No `warren.yaml` in
