@@ -12,6 +12,7 @@
 use super::{names_only, usage, Failure, Outcome};
 use crate::forge::render::{self, Finding, HostPreview, Links, Phase, Preview, Severity};
 use crate::forge::ForgeKind;
+use crate::serve::status::StatusSnapshot;
 use crate::source::FILE;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,7 +55,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pr: u64,
     /// The controller instance named in the marker.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "warren")]
     instance: String,
     /// The largest body in bytes (the forges refuse over 65 536 characters).
     #[arg(long, default_value_t = render::DEFAULT_BUDGET)]
@@ -68,6 +69,10 @@ pub struct Args {
     /// OWNER/NAME on the forge.
     #[arg(long, requires = "forge")]
     repo: Option<String>,
+    /// A controller's state directory: use the WireGuard keys its agents
+    /// reported and the drift it sees, as the service's own comment does.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -82,14 +87,18 @@ pub fn run(args: Args) -> Outcome {
             args.head, args.base
         );
     }
+    let snap = match &args.state_dir {
+        Some(d) => Some(StatusSnapshot::read(d).with_context(|| format!("--state-dir {}", d.display()))?),
+        None => None,
+    };
     let before = match blob_text(&git, &base.tree()?.id(), &args.base) {
-        Ok(text) => base_plans(&text, &args.base),
+        Ok(text) => base_plans(&text, &args.base, snap.as_ref()),
         Err(e) => {
             eprintln!("warning: {e:#}; every host is shown as new");
             BTreeMap::new()
         }
     };
-    let (after, findings) = head_plans(&merged);
+    let (after, findings) = head_plans(&merged, snap.as_ref());
     for f in &findings {
         let sev = match f.severity {
             Severity::Error => "error",
@@ -112,7 +121,7 @@ pub fn run(args: Args) -> Outcome {
         _ => None,
     };
     let base_ref = pretty_ref(&args.base);
-    let preview = assemble(Assembly {
+    let mut preview = assemble(Assembly {
         instance: args.instance,
         pr: args.pr,
         head_sha: head.id().to_string(),
@@ -124,6 +133,14 @@ pub fn run(args: Args) -> Outcome {
         before,
         after,
     });
+    if let (Some(snap), Some(dir)) = (&snap, &args.state_dir) {
+        let since = crate::serve::forge::Memory::load(dir).drift_since;
+        for (host, items) in crate::serve::forge::drift_items(snap, &since) {
+            if let Some(h) = preview.hosts.get_mut(&host) {
+                h.drift = items;
+            }
+        }
+    }
     match args.format {
         PreviewFormat::Markdown => out!("{}", render::comment(&preview, args.budget)),
         PreviewFormat::Text => out!("{}", render::text(&preview)),
@@ -257,15 +274,25 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String> {
         .to_string())
 }
 
+/// The keys pinned in `cfg`, plus those the agents reported to a controller
+/// (its `status.json`), so a preview shows peers as the service would.
+pub fn keybook(cfg: &warren_model::Config, snap: Option<&StatusSnapshot>) -> KeyBook {
+    let mut kb = KeyBook::pinned(cfg);
+    for (host, iface, key) in snap.iter().flat_map(|s| s.wireguard_keys()) {
+        kb.insert(host, iface, key);
+    }
+    kb
+}
+
 /// The base's plans; an invalid base compiles to none (every host new), said
 /// on stderr.
-fn base_plans(text: &str, rev: &str) -> BTreeMap<String, Plan> {
+fn base_plans(text: &str, rev: &str, snap: Option<&StatusSnapshot>) -> BTreeMap<String, Plan> {
     let (cfg, _) = warren_model::load_str(text, FILE);
     let Some(cfg) = cfg else {
         eprintln!("warning: the base {rev} is invalid; every host is shown as new");
         return BTreeMap::new();
     };
-    match compile(&cfg, &KeyBook::pinned(&cfg)) {
+    match compile(&cfg, &keybook(&cfg, snap)) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("warning: the base {rev} does not compile ({e}); every host is shown as new");
@@ -274,8 +301,9 @@ fn base_plans(text: &str, rev: &str) -> BTreeMap<String, Plan> {
     }
 }
 
-/// The merge result's plans and findings (errors leave no plans).
-pub fn head_plans(text: &str) -> (BTreeMap<String, Plan>, Vec<Finding>) {
+/// The merge result's plans and findings (errors leave no plans), compiled
+/// with the keys of [`keybook`].
+pub fn head_plans(text: &str, snap: Option<&StatusSnapshot>) -> (BTreeMap<String, Plan>, Vec<Finding>) {
     let (cfg, diags) = warren_model::load_str(text, FILE);
     let mut findings: Vec<Finding> = diags
         .iter()
@@ -295,7 +323,7 @@ pub fn head_plans(text: &str) -> (BTreeMap<String, Plan>, Vec<Finding>) {
     let Some(cfg) = cfg else {
         return (BTreeMap::new(), findings);
     };
-    match compile(&cfg, &KeyBook::pinned(&cfg)) {
+    match compile(&cfg, &keybook(&cfg, snap)) {
         Ok(p) => (p, findings),
         Err(e) => {
             findings.push(Finding {

@@ -361,8 +361,13 @@ impl<P: Poster> Worker<P> {
 
     /// Plan the merge of `head` onto the branch and post it.
     fn preview(&mut self, pr: u64, head_hint: &str, now: u64) -> Result<()> {
-        self.poster
-            .status(head_hint, PLAN_CONTEXT, State::Pending, "planning")?;
+        // A head planned before keeps its status while it is planned again
+        // (a re-sent event, or the base moved): no pending/success flapping.
+        let known = self.memory.prs.get(&pr).is_some_and(|m| m.head == head_hint);
+        if !known {
+            self.poster
+                .status(head_hint, PLAN_CONTEXT, State::Pending, "planning")?;
+        }
         let (head, base) = self.repo.fetch_pr(pr)?;
         if head != head_hint {
             tracing::info!(
@@ -651,18 +656,25 @@ fn apply_word(r: &ApplyResult) -> String {
 /// Compile `text` with the keys agents reported (as the main loop does), so
 /// before and after differ only by the change itself.
 fn plans(text: &str, snap: &StatusSnapshot) -> (BTreeMap<String, Plan>, Vec<render::Finding>) {
-    let (cfg, _) = warren_model::load_str(text, crate::source::FILE);
-    let Some(cfg) = cfg else {
-        return crate::cmd::preview::head_plans(text);
-    };
-    let mut kb = warren_compiler::KeyBook::pinned(&cfg);
-    for (host, iface, key) in snap.wireguard_keys() {
-        kb.insert(host, iface, key);
+    crate::cmd::preview::head_plans(text, Some(snap))
+}
+
+/// Events in order, except that of several opens/updates of one PR only the
+/// last stays (merges and closes all stay, in their place).
+pub fn coalesce(batch: Vec<PrEvent>) -> Vec<PrEvent> {
+    let update = |e: &PrEvent| matches!(e.action, PrAction::Opened | PrAction::Synchronized);
+    let mut last: BTreeMap<u64, usize> = BTreeMap::new();
+    for (i, e) in batch.iter().enumerate() {
+        if update(e) {
+            last.insert(e.number, i);
+        }
     }
-    match warren_compiler::compile(&cfg, &kb) {
-        Ok(p) => (p, crate::cmd::preview::head_plans(text).1),
-        Err(_) => crate::cmd::preview::head_plans(text),
-    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(i, e)| !update(e) || last.get(&e.number) == Some(i))
+        .map(|(_, e)| e)
+        .collect()
 }
 
 /// Start the worker thread: PR events from `rx`, `status.json` once a second.
@@ -683,8 +695,16 @@ pub fn spawn<P: Poster + Send + 'static>(
         .spawn(move || loop {
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(ForgeMsg::Pr(ev)) => {
-                    if let Err(e) = w.on_pr(&ev, warren_host::unix_now()) {
-                        tracing::error!(pr = ev.number, "forge: {e:#}");
+                    // Whatever queued up meanwhile: a burst of updates to one
+                    // PR is planned once, for its newest head.
+                    let mut batch = vec![ev];
+                    while let Ok(ForgeMsg::Pr(more)) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    for ev in coalesce(batch) {
+                        if let Err(e) = w.on_pr(&ev, warren_host::unix_now()) {
+                            tracing::error!(pr = ev.number, "forge: {e:#}");
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -799,6 +819,32 @@ mod tests {
             drift_fingerprint(&snap),
             "a change of drift changes the fingerprint"
         );
+    }
+
+    #[test]
+    fn a_burst_of_updates_to_one_pr_is_planned_once_and_merges_keep_their_place() {
+        let ev = |n: u64, action: PrAction, head: &str| PrEvent {
+            forge: ForgeKind::Github,
+            action,
+            number: n,
+            head_sha: head.into(),
+            head_ref: "f".into(),
+            base_ref: "main".into(),
+            repo: "o/r".into(),
+        };
+        let merged = PrAction::Merged {
+            merge_commit: "m".into(),
+        };
+        let out = coalesce(vec![
+            ev(1, PrAction::Opened, "a"),
+            ev(2, PrAction::Synchronized, "x"),
+            ev(1, PrAction::Synchronized, "b"),
+            ev(3, merged.clone(), "y"),
+            ev(1, PrAction::Synchronized, "c"),
+        ]);
+        let heads: Vec<&str> = out.iter().map(|e| e.head_sha.as_str()).collect();
+        assert_eq!(heads, ["x", "y", "c"]);
+        assert_eq!(out[1].action, merged);
     }
 
     #[test]
