@@ -168,28 +168,31 @@ impl Site {
 
     /// Commit an edit on the `feature` branch and publish it as PR 1's head.
     fn pr_commit(&self, edit: impl Fn(String) -> String, msg: &str) -> String {
+        self.commit_as_pr(1, "feature", edit, msg)
+    }
+
+    /// Commit an edit on the checked-out branch and publish it as `branch`
+    /// and PR `pr`'s head.
+    fn commit_as_pr(&self, pr: u64, branch: &str, edit: impl Fn(String) -> String, msg: &str) -> String {
         let work = &self.w.work;
         let p = work.join("warren.yaml");
         std::fs::write(&p, edit(std::fs::read_to_string(&p).unwrap())).unwrap();
         git(work, &["commit", "-qam", msg]);
-        git(
-            work,
-            &[
-                "push",
-                "-qf",
-                "origin",
-                "HEAD:refs/heads/feature",
-                "HEAD:refs/pull/1/head",
-            ],
-        );
+        let heads = format!("HEAD:refs/heads/{branch}");
+        let pull = format!("HEAD:refs/pull/{pr}/head");
+        git(work, &["push", "-qf", "origin", &heads, &pull]);
         git(work, &["rev-parse", "HEAD"])
     }
 
     fn wait_comment(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_comment_on(1, what, pred)
+    }
+
+    fn wait_comment_on(&self, pr: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         loop {
-            let c = self.comments(1);
+            let c = self.comments(pr);
             assert!(c.len() <= 1, "never a second comment: {c:#?}");
             if let Some(b) = c.first().and_then(|c| c["body"].as_str()) {
                 if pred(b) {
@@ -256,6 +259,23 @@ fn whole_loop(dialect: Dialect, tag: &str) {
         ),
         Dialect::Gitea => assert!(commit_comments.is_empty(), "Gitea has no commit comments"),
     }
+    // A second PR, open the whole time: planned again when main moves and
+    // when drift appears.
+    git(&w.work, &["checkout", "-qb", "other"]);
+    let other = s.commit_as_pr(
+        2,
+        "other",
+        |y| {
+            y.replace(
+                "management: [2222/tcp, 7701/tcp]",
+                "management: [2222/tcp, 2223/tcp, 7701/tcp]",
+            )
+        },
+        "keep 2223 on the gateway",
+    );
+    s.pr_event("opened", 2, &other, None, "p2");
+    s.wait_comment_on(2, "preview PR 2", |b| b.contains(&format!("head={other}")));
+    git(&w.work, &["checkout", "-q", "main"]);
     git(&w.work, &["checkout", "-qb", "feature"]);
 
     // Opened: one comment with the preview, and warren/plan success.
@@ -374,6 +394,9 @@ fn whole_loop(dialect: Dialect, tag: &str) {
         "the footer names the merge commit: {body}"
     );
     s.wait_status(&merge, "warren/apply", "success");
+    s.wait_comment_on(2, "plan PR 2 onto the new main", |b| {
+        b.contains(&format!("@&#8203;{}", &merge[..7]))
+    });
     let _web = w.lab.listen("laptop", 8081);
     w.wait_tunnel();
     w.lab
@@ -385,6 +408,9 @@ fn whole_loop(dialect: Dialect, tag: &str) {
     let body = s.wait_comment("show the drift", |b| b.contains("Drift from the plan"));
     assert!(body.contains("router"), "{body}");
     s.wait_status(&merge, "warren/drift", "failure");
+    s.wait_comment_on(2, "show what merging PR 2 would revert", |b| {
+        b.contains("Changes outside Warren that this merge will revert")
+    });
     let o = std::process::Command::new(bin("warren-controller"))
         .args(["sync", "router", "--timeout", "60", "--state-dir"])
         .arg(w.dir.join("controller"))

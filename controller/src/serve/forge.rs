@@ -140,6 +140,9 @@ pub struct Memory {
     pub drift_since: BTreeMap<String, String>,
     /// Host -> when its drift was last resolved (UTC text).
     pub drift_resolved: BTreeMap<String, String>,
+    /// The deployed commit and drift fingerprint open PRs were last planned
+    /// against: when either moves, their previews are planned again.
+    pub open_planned_at: Option<(String, String)>,
 }
 
 /// One PR as last rendered.
@@ -354,7 +357,8 @@ impl<P: Poster> Worker<P> {
             }
             PrAction::Closed => {
                 tracing::info!(pr = ev.number, "forge: closed without merging");
-                Ok(())
+                self.memory.prs.remove(&ev.number);
+                self.memory.save(&self.state_dir)
             }
         }
     }
@@ -545,7 +549,40 @@ impl<P: Poster> Worker<P> {
                 self.direct_push(snap, &good)?;
             }
         }
-        self.drift(snap, now)
+        self.drift(snap, now)?;
+        self.replan_open(snap, now)
+    }
+
+    /// The branch moved or the drift changed: what merging an open PR would
+    /// do changed too, so plan each open PR again (its comment is edited
+    /// only if the body changed).
+    fn replan_open(&mut self, snap: &StatusSnapshot, now: u64) -> Result<()> {
+        let Some(good) = snap.good_commit.clone() else {
+            return Ok(());
+        };
+        let key = (good, drift_fingerprint(snap));
+        if self.memory.open_planned_at.as_ref() == Some(&key) {
+            return Ok(());
+        }
+        let first = self.memory.open_planned_at.is_none();
+        self.memory.open_planned_at = Some(key);
+        self.memory.save(&self.state_dir)?;
+        if first {
+            return Ok(());
+        }
+        let open: Vec<(u64, String)> = self
+            .memory
+            .prs
+            .iter()
+            .filter(|(_, m)| m.merged.is_none())
+            .map(|(n, m)| (*n, m.head.clone()))
+            .collect();
+        for (pr, head) in open {
+            if let Err(e) = self.preview(pr, &head, now) {
+                tracing::warn!(pr, "forge: planning an open PR again: {e:#}");
+            }
+        }
+        Ok(())
     }
 
     fn direct_push(&mut self, snap: &StatusSnapshot, commit: &str) -> Result<()> {
