@@ -18,6 +18,8 @@
 //! | `GET`/`HEAD /healthz`, unhealthy                     | 503 `unhealthy\n` |
 //! | `GET`/`HEAD /metrics`                                | 200, `text/plain; version=0.0.4` |
 //! | `POST /webhook`, valid push                          | 202 (the fetch happens asynchronously) |
+//! | `POST /webhook`, valid pull request event            | 202 queued for the forge worker (204 without `--forge`; ignored actions 204) |
+//! | `POST /webhook`, malformed pull request payload      | 400, naming the missing field |
 //! | `POST /webhook`, valid signature, other event (ping) | 204, nothing triggered |
 //! | `POST /webhook`, body over 1 MiB                     | 413 |
 //! | `POST /webhook`, signature missing or wrong          | 401 |
