@@ -177,21 +177,10 @@ pub fn assemble(a: Assembly) -> Preview {
         links,
         conflict,
         findings,
-        mut before,
-        mut after,
+        before,
+        after,
     } = a;
-    let names: BTreeSet<String> = before.keys().chain(after.keys()).cloned().collect();
-    let hosts = names
-        .into_iter()
-        .map(|n| {
-            let h = HostPreview {
-                before: before.remove(&n),
-                after: after.remove(&n),
-                ..HostPreview::default()
-            };
-            (n, h)
-        })
-        .collect();
+    let hosts = render::pair_hosts(before, after);
     Preview {
         instance,
         pr,

@@ -177,6 +177,26 @@ pub enum Phase {
     },
 }
 
+/// Each host's before and after plans side by side (a host in only one of
+/// them is new or removed); no drift, no apply result yet.
+pub fn pair_hosts(
+    mut before: BTreeMap<String, Plan>,
+    mut after: BTreeMap<String, Plan>,
+) -> BTreeMap<String, HostPreview> {
+    let names: std::collections::BTreeSet<String> = before.keys().chain(after.keys()).cloned().collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let h = HostPreview {
+                before: before.remove(&n),
+                after: after.remove(&n),
+                ..HostPreview::default()
+            };
+            (n, h)
+        })
+        .collect()
+}
+
 /// Everything the comment says. The serve loop keeps one per PR and
 /// re-renders the whole comment when any part changes (apply results, drift).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1333,20 +1353,7 @@ mod tests {
     }
 
     fn preview(before: BTreeMap<String, Plan>, after: BTreeMap<String, Plan>) -> Preview {
-        let mut before = before;
-        let mut after = after;
-        let names: std::collections::BTreeSet<String> = before.keys().chain(after.keys()).cloned().collect();
-        let hosts = names
-            .into_iter()
-            .map(|n| {
-                let h = HostPreview {
-                    before: before.remove(&n),
-                    after: after.remove(&n),
-                    ..HostPreview::default()
-                };
-                (n, h)
-            })
-            .collect();
+        let hosts = pair_hosts(before, after);
         Preview {
             instance: "prod".into(),
             pr: 42,
