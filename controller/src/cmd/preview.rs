@@ -10,12 +10,12 @@
 //! (unknown revision, no `warren.yaml`, not a repository).
 
 use super::{names_only, usage, Failure, Outcome};
-use crate::forge::render::{self, Finding, HostPreview, Links, Phase, Preview, Severity};
+use crate::forge::render::{self, Finding, Links, Phase, Preview, Severity};
 use crate::forge::ForgeKind;
 use crate::serve::status::StatusSnapshot;
 use crate::source::FILE;
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use warren_compiler::{compile, KeyBook};
 use warren_host::out;
