@@ -12,6 +12,8 @@ warren_install_deps() {
     # (userspace), nftables, iproute2, git.
     pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
     [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl iputils-ping"
+    # The Helm chart test (scripts/chart-test.sh) makes a Python venv.
+    [ "${1:-}" = test ] && pkgs="$pkgs python3-venv"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
