@@ -135,7 +135,10 @@ pub fn yaml_line(args: &Args, identity: &str) -> String {
 
 pub fn run(args: &Args, config: &Path) -> Result<()> {
     let text = config_text(args, &args.controller_key)?;
-    if let Some(l) = args.listen.filter(|l| l.ip().is_unspecified() && args.advertise.is_none()) {
+    if let Some(l) = args
+        .listen
+        .filter(|l| l.ip().is_unspecified() && args.advertise.is_none())
+    {
         bail!("--listen {l} listens on every address: add --advertise IP:PORT, the address the controller reaches this agent at");
     }
     for i in &args.interfaces {
@@ -207,15 +210,25 @@ mod tests {
         assert!(matches!(cfg.controller, Some(crate::config::Link::Dial(ref d)) if d == "203.0.113.10:7701"));
         let id = ensure_identity(&a.state_dir).unwrap();
         assert!(id.starts_with("ssh-ed25519 "), "{id}");
-        assert!(WgKeys::in_state_dir(&a.state_dir).public("wg0").unwrap().is_some());
+        assert!(WgKeys::in_state_dir(&a.state_dir)
+            .public("wg0")
+            .unwrap()
+            .is_some());
         let line = yaml_line(&a, &id);
-        assert_eq!(line, format!("    agent: {{ identity: \"{id}\" }}   # dials the controller"));
+        assert_eq!(
+            line,
+            format!("    agent: {{ identity: \"{id}\" }}   # dials the controller")
+        );
         // A second init refuses; --force rewrites and keeps the identity.
         let e = run(&a, &config).unwrap_err().to_string();
         assert!(e.contains("already set up"), "{e}");
         a.force = true;
         run(&a, &config).unwrap();
-        assert_eq!(ensure_identity(&a.state_dir).unwrap(), id, "the identity was replaced");
+        assert_eq!(
+            ensure_identity(&a.state_dir).unwrap(),
+            id,
+            "the identity was replaced"
+        );
     }
 
     #[test]
@@ -227,7 +240,10 @@ mod tests {
             "    agent: { address: \"127.0.0.1:7700\", identity: \"ssh-ed25519 AAAA\" }"
         );
         let text = config_text(&a, &key()).unwrap();
-        assert!(text.contains("controller = { listen = \"127.0.0.1:7700\" }"), "{text}");
+        assert!(
+            text.contains("controller = { listen = \"127.0.0.1:7700\" }"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -236,13 +252,22 @@ mod tests {
         let e = config_text(&a, "AAAA").unwrap_err().to_string();
         assert!(e.contains("--controller-key"), "{e}");
         a.host = "bad\"name".into();
-        assert!(config_text(&a, &key()).unwrap_err().to_string().contains("--host"));
+        assert!(config_text(&a, &key())
+            .unwrap_err()
+            .to_string()
+            .contains("--host"));
         a.host = "router".into();
         a.dial = Some("no port".into());
-        assert!(config_text(&a, &key()).unwrap_err().to_string().contains("--dial"));
+        assert!(config_text(&a, &key())
+            .unwrap_err()
+            .to_string()
+            .contains("--dial"));
         a.dial = Some("203.0.113.10:7701".into());
         a.state_dir = PathBuf::from("relative");
-        assert!(config_text(&a, &key()).unwrap_err().to_string().contains("absolute"));
+        assert!(config_text(&a, &key())
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
         let weak = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
         a.state_dir = PathBuf::from("/x");
         assert!(config_text(&a, weak).unwrap_err().to_string().contains("weak"));
