@@ -354,6 +354,17 @@ fn getting_started_md_runs_literally_from_empty_hosts_to_a_forward_and_a_phone()
         }
         let out = run.exec(host, &b.text, b.line);
         ran += 1;
+        if b.text.contains("--version") {
+            // `NAME VERSION (commit SHA)`: the git commit it was built from (build.rs).
+            for l in out.lines() {
+                let commit = l.rsplit_once("(commit ").and_then(|(_, c)| c.strip_suffix(')'));
+                let ok = commit.is_some_and(|c| {
+                    c == "unknown" || (c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+                });
+                assert!(l.starts_with("warren-") && ok, "--version: {l:?}");
+            }
+            assert_eq!(out.lines().count(), 2, "{out}");
+        }
         if b.has("qr") {
             qr_text = Some(decode_qr(&out));
         }
