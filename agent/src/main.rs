@@ -25,6 +25,7 @@ mod config;
 mod daemon;
 mod doctor;
 mod engine;
+mod init;
 mod keys;
 mod routeros;
 mod store;
@@ -42,10 +43,19 @@ use warren_host::cli::{init_logging, Format, LogFormat};
 use warren_host::{out, outln};
 use warren_plan::Change;
 
+/// `--version`: the package version and the git commit it was built from
+/// (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WARREN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "warren-agent",
-    version,
+    version = VERSION,
     about = "Warren agent: applies signed plans on this host"
 )]
 struct Cli {
@@ -61,6 +71,9 @@ struct Cli {
 enum Cmd {
     /// The daemon: inbox, confirmations, rollback, drift.
     Run,
+    /// Enrol this host: write --config (agent.toml), create the keys, and
+    /// print the line to paste under the host in warren.yaml.
+    Init(init::Args),
     /// Verify and apply one plan file now (bootstrap; counts as confirmed).
     Apply {
         #[arg(long)]
@@ -153,9 +166,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Exit> {
+    // `init` writes the configuration every other command loads.
+    if let Cmd::Init(args) = &cli.cmd {
+        init::run(args, &cli.config)?;
+        return Ok(Exit::Ok);
+    }
     let mut e = Engine::new(config::Config::load(&cli.config)?)?;
     match cli.cmd {
         Cmd::Run => serve(e),
+        Cmd::Init(_) => Ok(Exit::Ok),
         Cmd::Apply { plan } => apply(&mut e, &plan),
         Cmd::Diff { plan, format } => diff(&e, plan.as_deref(), format),
         Cmd::Observe { format } => observe(&e, format),

@@ -20,10 +20,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warren_host::cli::Format;
 
+/// `--version`: the package version and the git commit it was built from
+/// (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WARREN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "warren-controller",
-    version,
+    version = VERSION,
     about = "Warren: GitOps for a CGNAT home network behind a cloud gateway"
 )]
 struct Cli {
@@ -59,6 +68,9 @@ enum Cmd {
     Sign(cmd::sign::Args),
     /// Print the pull request comment for merging --head onto --base, offline.
     Preview(cmd::preview::Args),
+    /// Scaffold a desired-state repository: a commented warren.yaml from a
+    /// few flags, the JSON Schema hook for editors, a README, a first commit.
+    Init(cmd::init::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +92,6 @@ fn run(cli: Cli) -> cmd::Outcome {
         Cmd::Keygen(args) => cmd::keygen::run(args),
         Cmd::Sign(args) => cmd::sign::run(args),
         Cmd::Preview(args) => cmd::preview::run(args),
+        Cmd::Init(args) => cmd::init::run(args),
     }
 }

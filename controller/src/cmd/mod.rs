@@ -8,6 +8,7 @@
 
 pub mod client_config;
 pub mod desired;
+pub mod init;
 pub mod keygen;
 pub mod plan;
 pub mod preview;
