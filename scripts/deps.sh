@@ -12,6 +12,9 @@ warren_install_deps() {
     # (userspace), nftables, iproute2, git.
     pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
     [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl iputils-ping"
+    # The container image test (tests/tests/image.rs, scripts/build-image.sh):
+    # podman with runc (crun refuses hybrid cgroup hosts), debootstrap for the base.
+    [ "${1:-}" = test ] && pkgs="$pkgs podman runc debootstrap"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
