@@ -13,6 +13,9 @@
 #   --tag IMAGE    the image name (default localhost/warren-controller:VERSION)
 #   --root DIR     podman's storage directory (default: podman's own); the
 #                  test uses a throwaway one under target/
+#   --runroot DIR  podman's run directory with --root (default
+#                  /run/warren-podman-PID, removed at exit; podman wants at
+#                  most 50 characters)
 #   --mirror URL   the Debian mirror for debootstrap (default deb.debian.org)
 #
 # Needs root, podman and debootstrap (Debian: apt-get install podman debootstrap).
@@ -20,26 +23,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary= tag= root= mirror=http://deb.debian.org/debian
+binary= tag= root= runroot= mirror=http://deb.debian.org/debian
 while (($#)); do
     case "$1" in
         --binary) binary=$2; shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         --root) root=$2; shift 2 ;;
+        --runroot) runroot=$2; shift 2 ;;
         --mirror) mirror=$2; shift 2 ;;
-        *) echo "usage: $0 [--binary PATH] [--tag IMAGE] [--root DIR] [--mirror URL]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--binary PATH] [--tag IMAGE] [--root DIR [--runroot DIR]] [--mirror URL]" >&2; exit 2 ;;
     esac
 done
 for tool in podman debootstrap; do
     command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install $tool)" >&2; exit 1; }
 done
 
+# What to remove on exit: a run directory made here, a half-made base.
+cleanup=()
+trap 'rm -rf "${cleanup[@]}"' EXIT
 podman=(podman)
 if [ -n "$root" ]; then
     # A private store: overlay if this kernel allows it here, else vfs.
     mkdir -p "$root"
+    if [ -z "$runroot" ]; then
+        runroot=/run/warren-podman-$$
+        cleanup+=("$runroot")
+    fi
     driver=${WARREN_PODMAN_DRIVER:-overlay}
-    podman=(podman --root "$root/storage" --runroot "$root/run" --storage-driver "$driver"
+    podman=(podman --root "$root" --runroot "$runroot" --storage-driver "$driver"
             --cgroup-manager cgroupfs --events-backend file)
 fi
 
@@ -49,7 +60,7 @@ base_tar=target/image/base-bookworm.tar
 if [ ! -s "$base_tar" ]; then
     echo "== debootstrap: a minimal Debian bookworm with ca-certificates, libssl3, zlib1g (cached as $base_tar)" >&2
     tmp=$(mktemp -d target/image/rootfs.XXXXXX)
-    trap 'rm -rf "$tmp"' EXIT
+    cleanup+=("$tmp" "$base_tar.part")
     debootstrap --variant=minbase --include=ca-certificates,libssl3,zlib1g \
         bookworm "$tmp" "$mirror" >&2
     # Leave out what only a running system has, and apt's caches.
@@ -57,7 +68,6 @@ if [ ! -s "$base_tar" ]; then
     tar --numeric-owner -C "$tmp" -cf "$base_tar.part" .
     mv "$base_tar.part" "$base_tar"
     rm -rf "$tmp"
-    trap - EXIT
     echo "== debootstrap took $((SECONDS - t0))s" >&2
 fi
 base=localhost/warren-base:bookworm
@@ -78,6 +88,7 @@ version=$("$binary" --version | awk '{ print $2 }')
 # lets only it through from target/).
 mkdir -p target/image/bin
 cp -f "$binary" target/image/bin/warren-controller
+cleanup+=(target/image/bin/warren-controller)
 
 # RUN steps in a chroot (no OCI runtime: crun refuses hybrid cgroup hosts,
 # as some containers and CI machines are); they need no network, as the

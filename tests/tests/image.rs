@@ -19,17 +19,18 @@ use warren_tests::{bin, root};
 /// podman with the test's private store.
 struct Podman {
     store: PathBuf,
+    runroot: PathBuf,
     driver: String,
-    names: Vec<(&'static str, String)>,
+    names: std::cell::RefCell<Vec<(&'static str, String)>>,
 }
 
 impl Podman {
     fn cmd(&self) -> Command {
         let mut c = Command::new("podman");
         c.arg("--root")
-            .arg(self.store.join("storage"))
+            .arg(&self.store)
             .arg("--runroot")
-            .arg(self.store.join("run"))
+            .arg(&self.runroot)
             .args(["--storage-driver", &self.driver])
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
             // runc, not crun: crun 1.8 refuses hosts with cgroup v1 plus a
@@ -55,20 +56,24 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        for (kind, name) in self.names.iter().rev() {
+        for (kind, name) in self.names.take().iter().rev() {
             let _ = match *kind {
                 "container" => self.run(&["rm", "-f", "-t", "0", name]),
                 "volume" => self.run(&["volume", "rm", "-f", name]),
                 _ => self.run(&["rmi", "-f", name]),
             };
         }
-        // Everything else in the private store (the imported base, layers).
-        let _ = self.run(&["system", "reset", "-f"]);
+        // Everything else in the private store (the imported base, build
+        // cache). Not `system reset`: that would also drop podman networks,
+        // which are not per store.
+        let _ = self.run(&["rmi", "-a", "-f"]);
         let _ = Command::new("umount")
             .arg("-R")
-            .arg(self.store.join("storage/overlay"))
+            .arg(self.store.join("overlay"))
             .output();
+        let _ = Command::new("umount").arg("-R").arg(&self.runroot).output();
         let _ = std::fs::remove_dir_all(&self.store);
+        let _ = std::fs::remove_dir_all(&self.runroot);
     }
 }
 
@@ -142,25 +147,40 @@ fn image_builds_and_runs() {
     let pid = std::process::id();
     let store = root().join(format!("target/image/test-store-{pid}"));
     std::fs::create_dir_all(&store).unwrap();
+    let store = store.canonicalize().unwrap();
+    // podman wants its run directory within 50 characters.
+    let runroot = PathBuf::from(format!("/run/warren-image-{pid}"));
     let driver = pick_driver(&store);
-    let mut pm = Podman {
+    let pm = Podman {
         store: store.clone(),
+        runroot: runroot.clone(),
         driver: driver.clone(),
-        names: Vec::new(),
+        names: Default::default(),
     };
     let tag = format!("localhost/warren-controller:test-{pid}");
-    pm.names.push(("image", tag.clone()));
+    pm.names.borrow_mut().push(("image", tag.clone()));
 
     // Build, as a user would without a registry (the debootstrap base is
     // cached in target/image/base-bookworm.tar after the first run).
     let cached = root().join("target/image/base-bookworm.tar").is_file();
-    let binary = bin("warren-controller");
+    // This run's controller, without its debug info (the debug build is
+    // 200+ MB; the release build is stripped too).
+    let binary = store.join("warren-controller");
+    std::fs::copy(bin("warren-controller"), &binary).unwrap();
+    let stripped = have("strip")
+        && Command::new("strip")
+            .arg(&binary)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     let o = Command::new(root().join("scripts/build-image.sh"))
         .arg("--binary")
         .arg(&binary)
         .args(["--tag", &tag])
         .arg("--root")
         .arg(&store)
+        .arg("--runroot")
+        .arg(&runroot)
         .env("WARREN_PODMAN_DRIVER", &driver)
         .output()
         .unwrap();
@@ -184,7 +204,11 @@ fn image_builds_and_runs() {
     assert_eq!(f.len(), 5, "{cfg}");
     assert_eq!(f[0], "65532:65532", "USER");
     assert_eq!(f[1], r#"["/usr/bin/warren-controller"]"#, "ENTRYPOINT");
-    assert!(f[2].contains("7701/tcp") && f[2].contains("9180/tcp"), "EXPOSE: {}", f[2]);
+    assert!(
+        f[2].contains("7701/tcp") && f[2].contains("9180/tcp"),
+        "EXPOSE: {}",
+        f[2]
+    );
     assert!(f[3].contains("/var/lib/warren-controller"), "VOLUME: {}", f[3]);
     let size: u64 = f[4].parse().unwrap();
     let bin_size = std::fs::metadata(&binary).unwrap().len();
@@ -215,7 +239,7 @@ fn image_builds_and_runs() {
     // keygen into the state volume, as uid 65532.
     let vol = format!("warren-test-state-{pid}");
     pm.ok(&["volume", "create", &vol]);
-    pm.names.push(("volume", vol.clone()));
+    pm.names.borrow_mut().push(("volume", vol.clone()));
     let mount = format!("{vol}:/var/lib/warren-controller");
     let o = run(&[
         "-v",
@@ -244,11 +268,7 @@ fn image_builds_and_runs() {
     let repo = std::env::temp_dir().join(format!("warren-image-repo-{pid}"));
     let _ = std::fs::remove_dir_all(&repo);
     std::fs::create_dir_all(&repo).unwrap();
-    std::fs::copy(
-        root().join("examples/seed/warren.yaml"),
-        repo.join("warren.yaml"),
-    )
-    .unwrap();
+    std::fs::copy(root().join("examples/seed/warren.yaml"), repo.join("warren.yaml")).unwrap();
     sh(
         &repo,
         "git init -q -b main && git add warren.yaml && \
@@ -259,9 +279,17 @@ fn image_builds_and_runs() {
     let repo_mount = format!("{}:/repo:ro", repo.display());
     let mut args = vec!["run", "-d", "--network=none", "--name", &name];
     args.extend_from_slice(&ULIMITS);
-    args.extend_from_slice(&["--read-only", "--cap-drop=all", "-v", &mount, "-v", &repo_mount, &tag]);
+    args.extend_from_slice(&[
+        "--read-only",
+        "--cap-drop=all",
+        "-v",
+        &mount,
+        "-v",
+        &repo_mount,
+        &tag,
+    ]);
     pm.ok(&args);
-    pm.names.push(("container", name.clone()));
+    pm.names.borrow_mut().push(("container", name.clone()));
     let cpid = pm.ok(&["inspect", "--format", "{{.State.Pid}}", &name]);
     let status_file = std::fs::read_to_string(format!("/proc/{cpid}/status")).unwrap_or_default();
     let uid_line = status_file.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
@@ -276,7 +304,19 @@ fn image_builds_and_runs() {
     let mut code = String::new();
     while started.elapsed() < Duration::from_secs(20) {
         let o = Command::new("nsenter")
-            .args(["-t", &cpid, "-n", "curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "-t",
+                &cpid,
+                "-n",
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
             .arg("http://127.0.0.1:9180/healthz")
             .output()
             .unwrap();
@@ -301,7 +341,14 @@ fn image_builds_and_runs() {
     // shell needed) shows the commit as desired.
     let mut status = String::new();
     while started.elapsed() < Duration::from_secs(30) {
-        let o = pm.run(&["exec", &name, "/usr/bin/warren-controller", "status", "--format", "json"]);
+        let o = pm.run(&[
+            "exec",
+            &name,
+            "/usr/bin/warren-controller",
+            "status",
+            "--format",
+            "json",
+        ]);
         status = String::from_utf8_lossy(&o.stdout).to_string();
         if status.contains(&format!("\"desired_commit\": \"{head}\"")) {
             break;
@@ -318,12 +365,12 @@ fn image_builds_and_runs() {
 
     println!(
         "image: built in {build_secs:.1}s (debootstrap base {}), {} storage; \
-         image {:.1} MB of which the binary ({}) {:.1} MB; /healthz 200 after {healthz_secs:.1}s; \
+         image {:.1} MB of which the binary ({}debug build) {:.1} MB; /healthz 200 after {healthz_secs:.1}s; \
          served commit {} as uid 65532; total {:.1}s",
         if cached { "cached" } else { "made now" },
         driver,
         size as f64 / 1e6,
-        binary.display(),
+        if stripped { "stripped " } else { "" },
         bin_size as f64 / 1e6,
         &head[..12],
         t0.elapsed().as_secs_f64()
