@@ -14,6 +14,9 @@ warren_install_deps() {
     [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl iputils-ping"
     # The Helm chart test (scripts/chart-test.sh) makes a Python venv.
     [ "${1:-}" = test ] && pkgs="$pkgs python3-venv"
+    # The container image test (tests/tests/image.rs, scripts/build-image.sh):
+    # podman with runc (crun refuses hybrid cgroup hosts), debootstrap for the base.
+    [ "${1:-}" = test ] && pkgs="$pkgs podman runc debootstrap"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
