@@ -231,10 +231,12 @@ def main():
     secret_names = sorted(v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v)
     check(secret_names == ["warren-deploy-key", "warren-forge", "warren-signing-key", "warren-webhook"],
           f"existing-secrets: secrets {secret_names}")
-    init = pod.get("initContainers", [{}])[0]
-    cmd = init.get("command", [])
-    check(cmd[3:] == ["/run/secrets/warren/signing-key/controller.key", "/var/lib/warren-controller/controller.key"],
-          f"existing-secrets: init command {cmd}")
+    check("initContainers" not in pod, "existing-secrets: no init container (the image has no shell)")
+    check(argmap.get("--signing-key-file") == "/run/secrets/warren/signing-key/controller.key",
+          f"existing-secrets: signing key {argmap}")
+    key_vol = [v for v in pod["volumes"] if v.get("name") == "signing-key"][0]
+    check(key_vol["secret"]["defaultMode"] == 0o440 and pod["securityContext"].get("fsGroup") == 65532,
+          f"existing-secrets: the key is group-readable for the pod's fsGroup {key_vol} {pod['securityContext']}")
     check(argmap.get("--repo-host-key", "").startswith("ssh-ed25519 AAAA"), "existing-secrets: host key")
     check(argmap.get("--forge") == "gitea" and argmap.get("--forge-url") == "https://git.example.net/api/v1"
           and argmap.get("--forge-token-file") == "/run/secrets/warren/forge/token", f"existing-secrets: forge {argmap}")

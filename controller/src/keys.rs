@@ -24,6 +24,15 @@ pub fn load(path: &Path) -> Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// The key in a file handed to the controller (`serve --signing-key-file`):
+/// like [`load`], but its group may read it too (a Kubernetes Secret for a
+/// non-root pod); others may not.
+pub fn load_shared(path: &Path) -> Result<SigningKey> {
+    let seed = secret::read_group_shared(path)?
+        .ok_or_else(|| anyhow!("cannot read {}: no such file", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
 /// The public half, base64, as agents list it in `trusted_controller_keys`.
 pub fn public_b64(key: &SigningKey) -> String {
     warren_wire::key_base64(&key.verifying_key())

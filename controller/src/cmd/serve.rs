@@ -67,6 +67,11 @@ pub struct Args {
     /// The forge's web URL for links (derived from --forge-url by default).
     #[arg(long)]
     forge_web_url: Option<String>,
+    /// Sign with the key in this file instead of the state directory's
+    /// controller.key; its group may read it (a Kubernetes Secret with
+    /// fsGroup), others may not.
+    #[arg(long)]
+    signing_key_file: Option<PathBuf>,
 }
 
 /// `--forge*` as the worker's options, or why they do not add up.
@@ -187,6 +192,7 @@ pub fn run(args: Args) -> Outcome {
             https_token,
         },
         forge,
+        signing_key_file: args.signing_key_file,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(crate::serve::serve(opts))?;

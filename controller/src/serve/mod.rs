@@ -46,6 +46,9 @@ pub struct Options {
     pub access: repo::Access,
     /// Where to post previews, apply results and drift (`--forge`).
     pub forge: Option<forge::ForgeOptions>,
+    /// The signing key from a file (`--signing-key-file`) instead of
+    /// `controller.key` in the state directory.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// Everything the main loop reacts to.
@@ -384,7 +387,14 @@ impl Service {
 pub async fn serve(opts: Options) -> Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
-    let key = controller_key(&opts.state_dir)?;
+    let key = match &opts.signing_key_file {
+        Some(f) => {
+            let k = crate::keys::load_shared(f)?;
+            tracing::info!(public = %crate::keys::public_b64(&k), file = %f.display(), "signing with the given key");
+            k
+        }
+        None => controller_key(&opts.state_dir)?,
+    };
     let store = store::Store::open(&opts.state_dir)?;
     // Nothing is connected at start-up, whatever the store says.
     for (h, _) in store.hosts()? {

@@ -46,6 +46,17 @@ pub enum SecretError {
 
 /// Read a secret, or `None` if the file does not exist.
 pub fn read(path: &Path) -> Result<Option<[u8; 32]>, SecretError> {
+    read_exposed_to(path, 0o077)
+}
+
+/// Read a secret that its group may read too (a Kubernetes Secret mounted
+/// for a non-root user is group-readable through `fsGroup`); one others may
+/// read is still refused.
+pub fn read_group_shared(path: &Path) -> Result<Option<[u8; 32]>, SecretError> {
+    read_exposed_to(path, 0o007)
+}
+
+fn read_exposed_to(path: &Path, forbidden: u32) -> Result<Option<[u8; 32]>, SecretError> {
     let io = |error| SecretError::Io {
         action: "read",
         path: path.to_path_buf(),
@@ -57,7 +68,7 @@ pub fn read(path: &Path) -> Result<Option<[u8; 32]>, SecretError> {
         Err(e) => return Err(io(e)),
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & forbidden != 0 {
         return Err(SecretError::Exposed {
             path: path.to_path_buf(),
             mode,
@@ -159,6 +170,21 @@ mod tests {
         let e = read(&p).unwrap_err().to_string();
         assert!(e.ends_with("is corrupt: 3 bytes where a key has 32"), "{e}");
         assert!(read(&d.join("absent.key")).unwrap().is_none());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_group_shared_secret_may_be_group_readable_but_never_world_readable() {
+        let d = scratch("shared");
+        crate::fs::ensure_private_dir(&d).unwrap();
+        let p = d.join("signing.key");
+        let k = create(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(read(&p).is_err(), "the strict read still refuses it");
+        assert_eq!(read_group_shared(&p).unwrap(), Some(k));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let e = read_group_shared(&p).unwrap_err().to_string();
+        assert!(e.contains("mode 444"), "{e}");
         std::fs::remove_dir_all(d).unwrap();
     }
 }
