@@ -12,6 +12,9 @@ warren_install_deps() {
     # (userspace), nftables, iproute2, git.
     pkgs="nftables iptables iproute2 wireguard-go wireguard-tools git ca-certificates libssl-dev pkg-config openssh-client"
     [ "${1:-}" = test ] && pkgs="$pkgs openssh-server openssl curl iputils-ping"
+    # The Debian packages' test (tests/tests/debs.rs): dpkg-shlibdeps, strip,
+    # lintian, systemd-analyze.
+    [ "${1:-}" = test ] && pkgs="$pkgs dpkg-dev binutils lintian systemd"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done

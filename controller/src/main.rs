@@ -59,6 +59,12 @@ enum Cmd {
     Sign(cmd::sign::Args),
     /// Print the pull request comment for merging --head onto --base, offline.
     Preview(cmd::preview::Args),
+    /// Write the man pages and shell completions (packaging: scripts/build-debs.sh).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,5 +86,16 @@ fn run(cli: Cli) -> cmd::Outcome {
         Cmd::Keygen(args) => cmd::keygen::run(args),
         Cmd::Sign(args) => cmd::sign::run(args),
         Cmd::Preview(args) => cmd::preview::run(args),
+        Cmd::GenerateDocs { out } => generate_docs(&out),
     }
+}
+
+/// The hidden `generate-docs`: man pages and completions from this command
+/// line, one path per line on stdout.
+fn generate_docs(out: &std::path::Path) -> cmd::Outcome {
+    use clap::CommandFactory;
+    for file in warren_host::gendocs::write(Cli::command(), out)? {
+        warren_host::outln!("{}", file.display());
+    }
+    Ok(())
 }
