@@ -19,7 +19,7 @@ pub fn write(cmd: clap::Command, out: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&comp)?;
     clap_mangen::generate_to(cmd.clone(), &man)?;
-    let mut cmd = cmd;
+    let mut cmd = without_hidden_subcommands(&cmd);
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd, name.clone(), &comp)?;
     }
@@ -31,6 +31,22 @@ pub fn write(cmd: clap::Command, out: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// `cmd` with its top-level arguments and visible subcommands only:
+/// clap_complete would offer hidden subcommands (such as `generate-docs`)
+/// too, and clap cannot remove a subcommand, so the command is rebuilt.
+fn without_hidden_subcommands(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_string())
+        .args(cmd.get_arguments().cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        out = out.version(version.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -55,7 +71,9 @@ mod tests {
             .filter_map(|p| p.strip_prefix(&out).ok())
             .map(|p| p.display().to_string())
             .collect();
+        let bash = std::fs::read_to_string(out.join("completions/demo.bash"))?;
         let _ = std::fs::remove_dir_all(&out);
+        assert!(bash.contains("run") && !bash.contains("secret"), "{bash}");
         assert_eq!(
             names,
             [
