@@ -59,13 +59,25 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Purges both packages when the test ends, passed or not.
-struct Purge;
+/// Purges both packages when the test ends, passed or not, and deletes the
+/// watched paths that were not there before (a failed purge leaves them).
+struct Purge(Vec<(&'static str, bool)>, PathBuf);
 impl Drop for Purge {
     fn drop(&mut self) {
         for p in PACKAGES {
             if !matches!(state(p).as_str(), "" | "not-installed") {
                 let _ = Command::new("dpkg").args(["--purge", p]).output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.1);
+        for (path, existed) in &self.0 {
+            let p = Path::new(path);
+            if !existed && p.symlink_metadata().is_ok() {
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
             }
         }
     }
@@ -132,7 +144,6 @@ fn debs_build_lint_install_verify_purge() {
             "{dep} (a Depends of warren-agent) is not installed: scripts/deps.sh installs it"
         );
     }
-    let _purge = Purge;
     let out = std::env::temp_dir().join(format!("warren-debs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
 
@@ -142,6 +153,7 @@ fn debs_build_lint_install_verify_purge() {
         "/var/lib/warren-agent",
         "/var/lib/warren-controller",
         "/var/lib/private/warren-controller",
+        "/var/lib/private",
         "/var/lib/systemd/deb-systemd-helper-enabled/warren-agent.service.dsh-also",
         "/var/lib/systemd/deb-systemd-helper-enabled/warren-controller.service.dsh-also",
     ];
@@ -149,6 +161,10 @@ fn debs_build_lint_install_verify_purge() {
         .iter()
         .map(|p| Path::new(p).symlink_metadata().is_ok())
         .collect();
+    let _purge = Purge(
+        watched.iter().copied().zip(before.iter().copied()).collect(),
+        out.clone(),
+    );
 
     // 1. Build.
     let t = Instant::now();
@@ -247,8 +263,19 @@ fn debs_build_lint_install_verify_purge() {
         assert!(ctl_files.lines().any(|l| l == f), "warren-controller lacks {f}");
         assert!(Path::new(f).is_file(), "{f} not on disk");
     }
-    // The hidden packaging subcommand has no page.
+    // The hidden packaging subcommand has no page and is not offered.
     assert!(!agent_files.contains("generate-docs"), "{agent_files}");
+    for shell in [
+        "/usr/share/bash-completion/completions/warren-agent",
+        "/usr/share/zsh/vendor-completions/_warren-agent",
+        "/usr/share/fish/vendor_completions.d/warren-agent.fish",
+    ] {
+        let text = std::fs::read_to_string(shell).unwrap();
+        assert!(
+            text.contains("doctor") && !text.contains("generate-docs"),
+            "{shell}"
+        );
+    }
     let conffiles = ok(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "warren-agent"]));
     assert!(
         conffiles.contains("/etc/warren/agent.toml"),
@@ -356,7 +383,6 @@ fn debs_build_lint_install_verify_purge() {
         }
     }
     assert!(left.is_empty(), "left after purge: {left:?}");
-    let _ = std::fs::remove_dir_all(&out);
 
     println!("debs: binaries from {source}");
     println!(
