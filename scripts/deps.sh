@@ -17,6 +17,9 @@ warren_install_deps() {
     # The container image test (tests/tests/image.rs, scripts/build-image.sh):
     # podman with runc (crun refuses hybrid cgroup hosts), debootstrap for the base.
     [ "${1:-}" = test ] && pkgs="$pkgs podman runc debootstrap"
+    # The Debian packages' test (tests/tests/debs.rs): dpkg-shlibdeps, strip,
+    # lintian, systemd-analyze.
+    [ "${1:-}" = test ] && pkgs="$pkgs dpkg-dev binutils lintian systemd"
     for p in $pkgs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done

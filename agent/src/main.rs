@@ -125,6 +125,12 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write the man pages and shell completions (packaging: scripts/build-debs.sh).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// The process exit code. The numbers are an interface (scripts and tests
@@ -155,6 +161,10 @@ impl From<Exit> for ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Packaging needs no configuration file: handled before it is read.
+    if let Cmd::GenerateDocs { out } = &cli.cmd {
+        return generate_docs(out).into();
+    }
     init_logging(cli.log_format);
     match run(cli) {
         Ok(exit) => exit.into(),
@@ -184,6 +194,25 @@ fn run(cli: Cli) -> Result<Exit> {
         Cmd::Teardown => teardown(&mut e),
         Cmd::Report => report(&e),
         Cmd::Doctor { plan, format } => doctor(&e, plan.as_deref(), format),
+        Cmd::GenerateDocs { out } => Ok(generate_docs(&out)),
+    }
+}
+
+/// The hidden `generate-docs`: man pages and completions from this command
+/// line, one path per line on stdout.
+fn generate_docs(out: &Path) -> Exit {
+    use clap::CommandFactory;
+    match warren_host::gendocs::write(Cli::command(), out) {
+        Ok(files) => {
+            for file in files {
+                outln!("{}", file.display());
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", out.display());
+            Exit::Usage
+        }
     }
 }
 

@@ -71,6 +71,12 @@ enum Cmd {
     /// Scaffold a desired-state repository: a commented warren.yaml from a
     /// few flags, the JSON Schema hook for editors, a README, a first commit.
     Init(cmd::init::Args),
+    /// Write the man pages and shell completions (packaging: scripts/build-debs.sh).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,5 +99,16 @@ fn run(cli: Cli) -> cmd::Outcome {
         Cmd::Sign(args) => cmd::sign::run(args),
         Cmd::Preview(args) => cmd::preview::run(args),
         Cmd::Init(args) => cmd::init::run(args),
+        Cmd::GenerateDocs { out } => generate_docs(&out),
     }
+}
+
+/// The hidden `generate-docs`: man pages and completions from this command
+/// line, one path per line on stdout.
+fn generate_docs(out: &std::path::Path) -> cmd::Outcome {
+    use clap::CommandFactory;
+    for file in warren_host::gendocs::write(Cli::command(), out)? {
+        warren_host::outln!("{}", file.display());
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod fs;
+pub mod gendocs;
 pub mod secret;
 
 pub use fs::write_atomic;
