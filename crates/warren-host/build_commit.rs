@@ -1,8 +1,8 @@
-//! Records the git commit this binary is built from, for `--version`
-//! (`WARREN_GIT_COMMIT`): `git rev-parse HEAD` of the source tree, or the
-//! `WARREN_GIT_COMMIT` environment variable when set (a build from a source
-//! tarball), or `unknown` outside git. Deterministic: no dates, no dirty flag.
-//! Both binaries' `build.rs` include this one file (`include!`).
+// Records the git commit this binary is built from, for `--version`
+// (`WARREN_GIT_COMMIT`): `git rev-parse HEAD` of the source tree, or the
+// `WARREN_GIT_COMMIT` environment variable when set (a build from a source
+// tarball), or `unknown` outside git. Deterministic: no dates, no dirty flag.
+// Both binaries' `build.rs` include this one file (`include!`).
 
 use std::path::Path;
 use std::process::Command;
