@@ -269,6 +269,7 @@ pub fn doctor<S: Sys>(e: &Engine<S>, started: Option<u64>) -> Vec<Finding> {
             None
         }
     };
+    let router = running.as_ref().and_then(|a| e.read_router(&a.signed.plan));
     let cx = crate::doctor::Context {
         plan: running.as_ref().map(|a| &a.signed.plan),
         applied: running.is_some(),
@@ -276,6 +277,7 @@ pub fn doctor<S: Sys>(e: &Engine<S>, started: Option<u64>) -> Vec<Finding> {
         up_since: running.as_ref().map(|a| a.applied_at.max(started.unwrap_or(0))),
         wg_mode: e.cfg.wireguard,
         now: warren_host::unix_now(),
+        router: router.as_ref(),
     };
     crate::doctor::run(&e.sys, &cx)
 }

@@ -50,12 +50,19 @@ pub struct Context<'a> {
     pub wg_mode: WgMode,
     /// Unix seconds now (the local clock).
     pub now: u64,
+    /// For a RouterOS plan: the router's rows in Warren's menus as read
+    /// just now over REST, or why they could not be read.
+    pub router: Option<&'a Result<warren_plan::RosState, String>>,
 }
 
 /// Every check, in a fixed order.
 pub fn run(sys: &dyn Sys, cx: &Context) -> Vec<Finding> {
     if let Some(p) = cx.plan.filter(|p| p.platform == warren_plan::Platform::Routeros) {
-        return vec![routeros(p)];
+        let mut v = vec![routeros(p)];
+        if let Some(r) = cx.router {
+            v.extend(router_checks(p, r));
+        }
+        return v;
     }
     let mut v = vec![wireguard(sys, cx), netfilter(sys, cx)];
     v.extend(crate::backend::foreign::doctor_findings(sys, cx.plan));
@@ -135,6 +142,102 @@ fn routeros(plan: &Plan) -> Finding {
             plan.host
         ),
     )
+}
+
+/// What would break a RouterOS router's traffic, from its rows read over
+/// REST: the API unreachable; a jump of Warren's below a rule of the
+/// router's own in a built-in chain (FastTrack above it skips Warren's
+/// mangle, so replies leave through the ISP); the WAN VPN without a recent
+/// handshake.
+pub fn router_checks(plan: &Plan, read: &Result<warren_plan::RosState, String>) -> Vec<Finding> {
+    use warren_plan::ros::{Place, TAG_PREFIX};
+    let Some(want) = &plan.routeros else {
+        return vec![];
+    };
+    let at = format!("{}:{}", want.access.address, want.access.port);
+    let live = match read {
+        Ok(l) => l,
+        Err(e) => {
+            return vec![finding(
+                "routeros-rest",
+                Severity::Breaks,
+                format!("the router's REST API at {at} cannot be read: {e}"),
+                "the agent applies and checks the router only through it",
+                "check that www-ssl is enabled with the certificate whose fingerprint the YAML pins, that the user and the \
+                 password file match, and that nothing on the router drops this host"
+                    .into(),
+            )]
+        }
+    };
+    let mut v = vec![ok(
+        "routeros-rest",
+        format!("the router's REST API at {at} answers"),
+    )];
+    for e in want.entries.iter().filter(|e| e.place == Place::Top) {
+        let Some(chain) = e.props.get("chain") else {
+            continue;
+        };
+        let rows: Vec<&warren_plan::ros::RosRow> = live
+            .menus
+            .get(&e.menu)
+            .map(|r| r.iter().filter(|r| r.props.get("chain") == Some(chain)).collect())
+            .unwrap_or_default();
+        let label = format!("{} {chain}: {TAG_PREFIX}{}", e.menu, e.tag);
+        match rows.iter().position(|r| r.tag() == Some(e.tag.as_str())) {
+            None => v.push(finding(
+                "routeros-jumps",
+                Severity::Breaks,
+                format!("{label} is missing"),
+                "without it none of Warren's rules in that chain run",
+                "let the agent apply the plan again (`warren-controller sync`), or set `drift: heal`".into(),
+            )),
+            Some(i) => match rows[..i].iter().find(|r| !r.dynamic() && !r.owned()) {
+                Some(above) => {
+                    let what = above
+                        .props
+                        .get("comment")
+                        .cloned()
+                        .or_else(|| above.props.get("action").map(|a| format!("action={a}")))
+                        .unwrap_or_else(|| above.id.clone());
+                    v.push(finding(
+                        "routeros-jumps",
+                        Severity::Breaks,
+                        format!("{label} is below the router's own rule '{what}'"),
+                        "a FastTrack or accept above it lets connections skip Warren's rules (replies of forwarded connections leave through the ISP)",
+                        "let the agent move it back (`warren-controller sync`, or `drift: heal`)".into(),
+                    ));
+                }
+                None => v.push(ok(
+                    "routeros-jumps",
+                    format!("{label} is above the router's own rules"),
+                )),
+            },
+        }
+    }
+    let wan = want.entries.iter().find(|e| {
+        e.menu == "interface/wireguard/peers"
+            && e.props.get("endpoint-address").is_some_and(|a| !a.is_empty())
+    });
+    if let Some(wan) = wan {
+        let row = live
+            .menus
+            .get(&wan.menu)
+            .and_then(|rows| rows.iter().find(|r| r.tag() == Some(wan.tag.as_str())));
+        let age = row
+            .and_then(|r| r.props.get("last-handshake"))
+            .and_then(|h| warren_plan::ros_diff::duration_secs(h));
+        v.push(match age {
+            Some(a) if a <= 180 => ok("routeros-wan-handshake", format!("the WAN VPN handshook {a} s ago")),
+            _ => finding(
+                "routeros-wan-handshake",
+                Severity::Warn,
+                format!("the WAN VPN peer {TAG_PREFIX}{} has no handshake in the last 3 minutes", wan.tag),
+                "the router dials the gateway; without a handshake nothing reaches the LAN",
+                "check that the gateway's agent has its plan with the router's key, and the router's route to the gateway".into(),
+            ),
+        });
+    }
+    v
 }
 
 fn no_plan(check: &str) -> Finding {
@@ -782,6 +885,7 @@ mod tests {
             up_since: Some(1_000_000),
             wg_mode: WgMode::Userspace,
             now: 1_000_100,
+            router: None,
         }
     }
 
@@ -1081,5 +1185,153 @@ mod tests {
         );
         assert!(breaks(&v));
         assert!(!breaks(&v[..1]));
+    }
+
+    fn mikrotik_plan() -> Plan {
+        use warren_plan::ros::{Place, RosAccess, RosConfig, RosEntry};
+        let entry = |menu: &str, tag: &str, props: &[(&str, &str)], place| RosEntry {
+            menu: menu.into(),
+            tag: tag.into(),
+            props: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            place,
+        };
+        Plan {
+            platform: warren_plan::Platform::Routeros,
+            routeros: Some(RosConfig {
+                access: RosAccess {
+                    address: "192.168.16.1".parse().unwrap(),
+                    port: 443,
+                    user: "warren".into(),
+                    fingerprint: "ab".repeat(32),
+                },
+                entries: vec![
+                    entry(
+                        "interface/wireguard/peers",
+                        "peer/wg0/gateway",
+                        &[("interface", "wg0"), ("endpoint-address", "203.0.113.10")],
+                        Place::InOrder,
+                    ),
+                    entry(
+                        "ip/firewall/filter",
+                        "jump/filter-forward",
+                        &[
+                            ("chain", "forward"),
+                            ("action", "jump"),
+                            ("jump-target", "warren-forward"),
+                        ],
+                        Place::Top,
+                    ),
+                ],
+            }),
+            ..Plan::empty("router")
+        }
+    }
+
+    fn row(id: &str, props: &[(&str, &str)]) -> warren_plan::ros::RosRow {
+        warren_plan::ros::RosRow {
+            id: id.into(),
+            props: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn router_state(filter: Vec<warren_plan::ros::RosRow>, handshake: &str) -> warren_plan::RosState {
+        let mut st = warren_plan::RosState::default();
+        st.menus.insert("ip/firewall/filter".into(), filter);
+        st.menus.insert(
+            "interface/wireguard/peers".into(),
+            vec![row(
+                "*1",
+                &[
+                    ("comment", "warren:peer/wg0/gateway"),
+                    ("last-handshake", handshake),
+                ],
+            )],
+        );
+        st
+    }
+
+    #[test]
+    fn a_router_jump_below_fasttrack_or_missing_breaks_and_an_unreachable_api_breaks() {
+        let plan = mikrotik_plan();
+        let dummy = row(
+            "*1",
+            &[
+                ("chain", "forward"),
+                ("dynamic", "true"),
+                ("action", "passthrough"),
+            ],
+        );
+        let jump = row(
+            "*A",
+            &[("chain", "forward"), ("comment", "warren:jump/filter-forward")],
+        );
+        let fast = row(
+            "*3",
+            &[
+                ("chain", "forward"),
+                ("action", "fasttrack-connection"),
+                ("comment", "defconf: fasttrack"),
+            ],
+        );
+        let good = Ok(router_state(
+            vec![dummy.clone(), jump.clone(), fast.clone()],
+            "1m5s",
+        ));
+        let v = router_checks(&plan, &good);
+        assert!(!breaks(&v), "{v:#?}");
+        assert_eq!(v.len(), 3, "{v:#?}");
+        assert!(v[2].what.contains("65 s ago"), "{v:#?}");
+
+        let moved = Ok(router_state(vec![dummy.clone(), fast.clone(), jump], "10m"));
+        let v = router_checks(&plan, &moved);
+        let j = v.iter().find(|f| f.check == "routeros-jumps").unwrap();
+        assert_eq!(j.severity, Severity::Breaks);
+        assert!(
+            j.what
+                .contains("below the router's own rule 'defconf: fasttrack'"),
+            "{}",
+            j.what
+        );
+        let h = v.iter().find(|f| f.check == "routeros-wan-handshake").unwrap();
+        assert_eq!(h.severity, Severity::Warn);
+
+        let missing = Ok(router_state(vec![dummy, fast], "5s"));
+        let v = router_checks(&plan, &missing);
+        assert!(
+            v.iter()
+                .any(|f| f.severity == Severity::Breaks && f.what.ends_with("is missing")),
+            "{v:#?}"
+        );
+
+        let v = router_checks(&plan, &Err("connection timed out".into()));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].severity, Severity::Breaks);
+        assert!(
+            v[0].what
+                .contains("192.168.16.1:443 cannot be read: connection timed out"),
+            "{}",
+            v[0].what
+        );
+
+        // Through `run`, after the line that says the Linux checks are skipped.
+        let r = Ok(router_state(vec![], "5s"));
+        let cx = Context {
+            plan: Some(&plan),
+            applied: true,
+            issued_at: None,
+            up_since: None,
+            wg_mode: WgMode::Userspace,
+            now: 0,
+            router: Some(&r),
+        };
+        let v = run(&crate::sys::Recorder::default(), &cx);
+        assert_eq!(v[0].check, "routeros");
+        assert!(breaks(&v), "the jump is missing: {v:#?}");
     }
 }

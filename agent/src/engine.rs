@@ -106,6 +106,13 @@ impl<S: Sys> Engine<S> {
         })
     }
 
+    /// For a RouterOS plan, the router's rows read now over REST (or why
+    /// not), for the doctor; `None` for a Linux plan.
+    pub fn read_router(&self, plan: &Plan) -> Option<Result<warren_plan::RosState, String>> {
+        let access = &plan.routeros.as_ref()?.access;
+        Some(self.backends.routeros.probe(access).map_err(|e| format!("{e:#}")))
+    }
+
     /// Writes to live state that succeeded so far.
     pub fn writes(&self) -> usize {
         self.sys.writes() + self.backends.routeros.writes()

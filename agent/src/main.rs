@@ -400,9 +400,11 @@ fn doctor(e: &Engine, plan: Option<&Path>, format: Format) -> Result<Exit> {
             let applied = running
                 .as_ref()
                 .filter(|a| a.signed.envelope.plan_sha256 == sp.envelope.plan_sha256);
+            let router = e.read_router(&sp.plan);
             doctor::run(
                 &e.sys,
                 &doctor::Context {
+                    router: router.as_ref(),
                     plan: Some(&sp.plan),
                     applied: applied.is_some(),
                     issued_at: Some(sp.envelope.issued_at),

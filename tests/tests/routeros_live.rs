@@ -162,6 +162,21 @@ fn a_mikrotik_router_configured_only_through_rest_carries_the_seed() {
             .contains("warren:jump/filter-forward")
     });
 
+    // The agent host's doctor reads the router over REST and names it.
+    let v = warren_tests::world::agent_cmd(&w.dir, "router", &["doctor"]);
+    let r: Vec<&str> = v.iter().map(String::as_str).collect();
+    let out = w.lab.run(AGENT_HOST, &r);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(6), "doctor exits 6 (breaks): {text}");
+    assert!(
+        text.contains("routeros-rest: the router's REST API at 192.168.16.1:443 answers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warren:jump/filter-forward is below the router's own rule"),
+        "{text}"
+    );
+
     // With `drift: heal` the agent puts both back, through REST.
     let c = w.push(
         |y| {

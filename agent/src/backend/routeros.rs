@@ -126,6 +126,12 @@ impl RouterOs {
         Ok(f(c)?)
     }
 
+    /// Connect to the router at `access` and read it (the doctor).
+    pub fn probe(&self, access: &RosAccess) -> Result<RosState> {
+        self.connect(access)?;
+        self.read()
+    }
+
     /// Every row of Warren's menus, in the router's order.
     pub fn read(&self) -> Result<RosState> {
         let mut st = RosState::default();
