@@ -38,6 +38,23 @@ pub fn bin(name: &str) -> PathBuf {
     })
 }
 
+/// Run `cmd` with bash in `dir`, assert it succeeded, return its stdout
+/// (trimmed).
+pub fn sh(dir: &Path, cmd: &str) -> String {
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// Every example directory holding a `warren.yaml`, sorted by name.
 pub fn examples() -> Vec<(String, PathBuf)> {
     let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(root().join("examples"))
