@@ -78,6 +78,19 @@ fn is_id(s: &str) -> bool {
 }
 
 /// A JSON value as a RouterOS argument string.
+/// The row `x` names in a URL (`/rest/<menu>/<x>`): an `.id`, or a name in
+/// a menu with names; elsewhere RouterOS says "no such command prefix".
+fn item_at<'d>(db: &'d crate::db::Db, named: bool, path: &str, x: &str) -> Result<&'d Row, RosError> {
+    let row = if is_id(x) {
+        db.get(path, x)
+    } else if named {
+        db.by_name(path, x)
+    } else {
+        return Err(RosError::bad("no such command prefix"));
+    };
+    row.ok_or_else(RosError::not_found)
+}
+
 fn arg_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -314,20 +327,13 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
             if m.has(x) || ["print", "find", "get", "export", "move", "add"].contains(&x) {
                 return Err(RosError::bad("no such command"));
             }
-            let row = if is_id(x) {
-                router.db.get(path, x)
-            } else if m.named {
-                router.db.by_name(path, x)
-            } else {
-                return Err(RosError::bad("no such command prefix"));
-            };
+            let row = item_at(&router.db, m.named, path, x)?;
             let proplist = req
                 .query
                 .iter()
                 .find(|(k, _)| k == ".proplist")
                 .map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>());
-            row.map(|r| Response::ok(view(path, r, proplist.as_deref())))
-                .ok_or_else(RosError::not_found)
+            Ok(Response::ok(view(path, row, proplist.as_deref())))
         }
         ("PUT", None) => {
             let body = parse_body(&req.body)?;
@@ -337,21 +343,7 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
         }
         ("PATCH", Some(x)) => {
             let body = parse_body(&req.body)?;
-            let id = if is_id(x) {
-                router
-                    .db
-                    .get(path, x)
-                    .map(|r| r.id.clone())
-                    .ok_or_else(RosError::not_found)?
-            } else if m.named {
-                router
-                    .db
-                    .by_name(path, x)
-                    .map(|r| r.id.clone())
-                    .ok_or_else(RosError::not_found)?
-            } else {
-                return Err(RosError::bad("no such command prefix"));
-            };
+            let id = item_at(&router.db, m.named, path, x)?.id.clone();
             let args = to_args(&body, &[".id"]);
             if let Err(e) = router.set(path, &id, &args) {
                 if !is_id(x)
@@ -367,21 +359,7 @@ fn route(sim: &mut Sim, req: &Request, segs: &[String]) -> Result<Response, RosE
             Ok(Response::ok(view(path, row, None)))
         }
         ("DELETE", Some(x)) => {
-            let id = if is_id(x) {
-                router
-                    .db
-                    .get(path, x)
-                    .map(|r| r.id.clone())
-                    .ok_or_else(RosError::not_found)?
-            } else if m.named {
-                router
-                    .db
-                    .by_name(path, x)
-                    .map(|r| r.id.clone())
-                    .ok_or_else(RosError::not_found)?
-            } else {
-                return Err(RosError::bad("no such command prefix"));
-            };
+            let id = item_at(&router.db, m.named, path, x)?.id.clone();
             router.remove(path, &id)?;
             Ok(Response {
                 status: 204,
